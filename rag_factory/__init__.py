@@ -1,0 +1,1 @@
+"""RAG Factory: fine-tune, serve, compare and roll out domain-specific embedding models."""

@@ -1,0 +1,1 @@
+"""Embedding models: loading, registry, training, evaluation and monitoring."""

@@ -1,0 +1,1 @@
+"""One backend per model format; each is imported lazily so the ONNX path never imports torch."""

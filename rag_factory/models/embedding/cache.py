@@ -1,0 +1,98 @@
+"""An LRU cache of loaded models, bounded by an estimate of their memory."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rag_factory.models.embedding.backends.base import EmbeddingModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CacheInfo:
+    """Counters of the model cache."""
+
+    hits: int
+    misses: int
+    evictions: int
+    entries: int
+    used_bytes: int
+    budget_bytes: int
+
+
+class ModelCache:
+    """Least-recently-used models are evicted when the memory budget would be exceeded.
+
+    A model larger than the whole budget is still served (alone): refusing it would make the
+    budget a correctness problem rather than a memory bound.
+    """
+
+    def __init__(self, budget_bytes: int) -> None:
+        if budget_bytes <= 0:
+            raise ValueError("budget_bytes must be positive")
+        self.budget_bytes = budget_bytes
+        self._entries: OrderedDict[str, EmbeddingModel] = OrderedDict()
+        self._lock = threading.Lock()
+        # One lock per key: two threads asking for the same model load it once.
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._hits = self._misses = self._evictions = 0
+
+    def get(self, key: str) -> EmbeddingModel | None:
+        """The cached model for ``key`` (marked most recently used), or None."""
+        with self._lock:
+            model = self._entries.get(key)
+            if model is not None:
+                self._entries.move_to_end(key)
+                self._hits += 1
+            return model
+
+    def get_or_load(self, key: str, load: Callable[[], EmbeddingModel]) -> EmbeddingModel:
+        """Return the cached model, loading it with ``load`` on a miss."""
+        cached = self.get(key)
+        if cached is not None:
+            return cached
+        with self._lock:
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            cached = self.get(key)
+            if cached is not None:
+                return cached
+            model = load()
+            with self._lock:
+                self._misses += 1
+                self._make_room(model.memory_bytes)
+                self._entries[key] = model
+            return model
+
+    def _make_room(self, incoming: int) -> None:
+        used = sum(m.memory_bytes for m in self._entries.values())
+        while self._entries and used + incoming > self.budget_bytes:
+            key, evicted = self._entries.popitem(last=False)
+            used -= evicted.memory_bytes
+            self._evictions += 1
+            logger.info("evicted model %s (%.1f MB) from the cache", key[:80], evicted.memory_bytes / 1e6)
+            evicted.close()
+
+    def clear(self) -> None:
+        """Drop every cached model."""
+        with self._lock:
+            for model in self._entries.values():
+                model.close()
+            self._entries.clear()
+
+    def info(self) -> CacheInfo:
+        """Current counters."""
+        with self._lock:
+            return CacheInfo(
+                hits=self._hits,
+                misses=self._misses,
+                evictions=self._evictions,
+                entries=len(self._entries),
+                used_bytes=sum(m.memory_bytes for m in self._entries.values()),
+                budget_bytes=self.budget_bytes,
+            )

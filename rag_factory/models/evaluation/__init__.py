@@ -1,0 +1,1 @@
+"""Offline evaluation: retrieval metrics, significance tests, embedding-space metrics, error analysis."""

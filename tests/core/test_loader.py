@@ -1,0 +1,216 @@
+"""The model loader: four formats, pooling, quantisation, caching and clear errors, on the real MiniLM."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag_factory.errors import (
+    InvalidArgumentError,
+    InvalidConfigError,
+    UnknownFormatError,
+)
+from rag_factory.models.embedding import CustomModelLoader, ModelConfig, ModelFormat, PoolingStrategy
+from rag_factory.models.embedding.backends.base import EmbeddingModel
+
+pytestmark = pytest.mark.slow
+
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+@pytest.fixture(scope="module")
+def st_model(shared_loader: CustomModelLoader) -> EmbeddingModel:
+    return shared_loader.load_model(ModelConfig(model_path=MINILM_ID, model_format="sentence_transformers"))
+
+
+@pytest.fixture(scope="module")
+def reference(st_model: EmbeddingModel, sample_texts: list[str]) -> np.ndarray:
+    return st_model.encode(sample_texts)
+
+
+def test_seed_api_loads_hub_id_offline_and_gives_384_dim_vectors(shared_loader: CustomModelLoader) -> None:
+    config = ModelConfig(model_path=MINILM_ID, model_format="sentence_transformers")
+    model = shared_loader.load_model(config)
+    vectors = shared_loader.embed_texts(["Aspirin prevents heart attacks.", "BRCA1 and cancer"], model, config)
+    assert len(vectors) == 2 and all(len(v) == 384 for v in vectors)
+    assert all(isinstance(x, float) for x in vectors[0])
+    assert np.linalg.norm(vectors[0]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_second_load_with_equal_config_returns_the_same_object(shared_loader: CustomModelLoader) -> None:
+    first = shared_loader.load_model(ModelConfig(model_path=MINILM_ID, model_format="sentence_transformers"))
+    hits_before = shared_loader.cache_info().hits
+    second = shared_loader.load_model({"model_path": MINILM_ID, "model_format": "sentence_transformers"})
+    assert second is first
+    assert shared_loader.cache_info().hits == hits_before + 1
+
+
+def test_huggingface_mean_pooling_reproduces_sentence_transformers(
+    shared_loader: CustomModelLoader, sample_texts: list[str], reference: np.ndarray
+) -> None:
+    model = shared_loader.load_model(ModelConfig(model_path=MINILM_ID, model_format="huggingface"))
+    assert model.info.backend == "huggingface"
+    assert model.max_seq_length == 256  # taken from the model's sentence-transformers config
+    assert cosines(model.encode(sample_texts), reference).min() >= 0.9999
+
+
+@pytest.mark.parametrize("strategy", [PoolingStrategy.CLS, PoolingStrategy.MAX, PoolingStrategy.WEIGHTED_MEAN], ids=str)
+def test_other_pooling_strategies_give_different_valid_vectors(
+    shared_loader: CustomModelLoader,
+    sample_texts: list[str],
+    reference: np.ndarray,
+    strategy: PoolingStrategy,
+) -> None:
+    model = shared_loader.load_model(
+        ModelConfig(model_path=MINILM_ID, model_format="huggingface", pooling_strategy=strategy)
+    )
+    vectors = model.encode(sample_texts)
+    assert vectors.shape == reference.shape
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert cosines(vectors, reference).mean() < 0.999  # really a different pooling
+
+
+def test_normalisation_can_be_switched_off(shared_loader: CustomModelLoader, sample_texts: list[str]) -> None:
+    model = shared_loader.load_model(
+        ModelConfig(model_path=MINILM_ID, model_format="huggingface", normalize_embeddings=False)
+    )
+    norms = np.linalg.norm(model.encode(sample_texts[:5]), axis=1)
+    assert not np.allclose(norms, 1.0, atol=1e-3)
+
+
+@pytest.mark.parametrize("layout", ["flat", "sentence_transformers"], ids=["model.onnx", "onnx/model.onnx"])
+def test_onnx_directory_matches_sentence_transformers(
+    shared_loader: CustomModelLoader,
+    onnx_export_dir: Path,
+    minilm_dir: Path,
+    tmp_path: Path,
+    sample_texts: list[str],
+    reference: np.ndarray,
+    layout: str,
+) -> None:
+    if layout == "flat":
+        path = onnx_export_dir
+    else:  # the layout sentence-transformers itself uses: ST files at the root, graph under onnx/
+        path = tmp_path / "st-layout"
+        shutil.copytree(minilm_dir, path)
+        (path / "onnx").mkdir()
+        shutil.copy2(onnx_export_dir / "model.onnx", path / "onnx" / "model.onnx")
+    model = shared_loader.load_model(ModelConfig(model_path=str(path), model_format=ModelFormat.ONNX))
+    assert model.info.backend == "onnx" and model.info.precision == "fp32"
+    assert cosines(model.encode(sample_texts), reference).min() >= 0.9999
+
+
+def test_int8_onnx_stays_close_to_fp32(
+    shared_loader: CustomModelLoader, onnx_export_dir: Path, sample_texts: list[str], reference: np.ndarray
+) -> None:
+    model = shared_loader.load_model(
+        ModelConfig(model_path=str(onnx_export_dir), model_format="onnx", quantization="int8")
+    )
+    assert model.info.precision == "int8"
+    similarity = cosines(model.encode(sample_texts), reference)
+    assert similarity.mean() >= 0.99
+    assert similarity.min() >= 0.95
+
+
+def test_int8_for_a_sentence_transformers_model_is_served_by_onnx_runtime(
+    shared_loader: CustomModelLoader, sample_texts: list[str], reference: np.ndarray
+) -> None:
+    model = shared_loader.load_model(
+        ModelConfig(model_path=MINILM_ID, model_format="sentence_transformers", quantization="int8")
+    )
+    assert (model.info.backend, model.info.precision) == ("onnx", "int8")
+    assert cosines(model.encode(sample_texts), reference).mean() >= 0.99
+
+
+def test_onnx_int8_is_quantised_on_demand_when_only_fp32_exists(
+    onnx_export_dir: Path, tmp_path: Path, sample_texts: list[str], reference: np.ndarray
+) -> None:
+    fp32_only = tmp_path / "fp32-only"
+    shutil.copytree(onnx_export_dir, fp32_only, ignore=shutil.ignore_patterns("model_int8.onnx"))
+    loader = CustomModelLoader(cache_dir=tmp_path / "cache")
+    model = loader.load_model(ModelConfig(model_path=str(fp32_only), model_format="onnx", quantization="int8"))
+    assert model.info.precision == "int8"
+    assert Path(model.info.source).is_relative_to(tmp_path / "cache")
+    assert cosines(model.encode(sample_texts), reference).mean() >= 0.99
+
+
+def test_onnx_serving_path_never_imports_torch(onnx_export_dir: Path) -> None:
+    script = (
+        "import sys\n"
+        "from rag_factory.models.embedding import CustomModelLoader, ModelConfig\n"
+        f"m = CustomModelLoader().load_model(ModelConfig(model_path={str(onnx_export_dir)!r}, model_format='onnx'))\n"
+        "assert m.encode(['hello']).shape == (1, 384)\n"
+        "heavy = [name for name in ('torch', 'sentence_transformers', 'transformers') if name in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_long_texts_are_truncated_at_the_model_limit(shared_loader: CustomModelLoader, onnx_export_dir: Path) -> None:
+    model = shared_loader.load_model(ModelConfig(model_path=str(onnx_export_dir), model_format="onnx"))
+    long_text = "protein " * 5000
+    # Past 256 tokens the text is cut, so extra words change nothing.
+    a, b = model.encode([long_text, long_text + " kinase " * 100])
+    assert float(a @ b) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_max_seq_length_can_be_lowered_but_never_raised(shared_loader: CustomModelLoader) -> None:
+    lower = shared_loader.load_model(ModelConfig(model_path=MINILM_ID, model_format="huggingface", max_seq_length=64))
+    higher = shared_loader.load_model(
+        ModelConfig(model_path=MINILM_ID, model_format="huggingface", max_seq_length=4096)
+    )
+    assert (lower.max_seq_length, higher.max_seq_length) == (64, 256)
+
+
+def test_fp16_on_cpu_is_ignored_and_reported_as_fp32(shared_loader: CustomModelLoader) -> None:
+    model = shared_loader.load_model(
+        ModelConfig(model_path=MINILM_ID, model_format="sentence_transformers", use_fp16=True)
+    )
+    assert model.info.precision == "fp32"
+
+
+def test_empty_input_gives_an_empty_matrix(st_model: EmbeddingModel) -> None:
+    assert st_model.encode([]).shape == (0, 384)
+
+
+def test_non_string_input_is_rejected(st_model: EmbeddingModel) -> None:
+    with pytest.raises(InvalidArgumentError, match=r"texts\[1\] is int"):
+        st_model.encode(["ok", 3])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("config", "error", "message"),
+    [
+        ({"model_path": MINILM_ID, "model_format": "tensorflow"}, UnknownFormatError, "valid formats"),
+        (
+            {"model_path": MINILM_ID, "model_format": "onnx", "pooling_strategy": "median"},
+            UnknownFormatError,
+            "pooling",
+        ),
+        (
+            {"model_path": MINILM_ID, "model_format": "onnx", "batch_size": 0},
+            InvalidConfigError,
+            "batch_size",
+        ),
+    ],
+    ids=["unknown-format", "unknown-pooling", "zero-batch"],
+)
+def test_invalid_configs_raise_typed_errors(config: dict[str, object], error: type[Exception], message: str) -> None:
+    with pytest.raises(error, match=message):
+        CustomModelLoader().load_model(config)
+
+
+def test_onnx_format_on_a_directory_without_a_graph_is_refused(minilm_dir: Path) -> None:
+    with pytest.raises(InvalidConfigError, match=r"model.onnx or onnx/model.onnx"):
+        CustomModelLoader().load_model(ModelConfig(model_path=str(minilm_dir), model_format="onnx"))

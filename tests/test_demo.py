@@ -1,0 +1,25 @@
+"""The README's main job: the demo runs end to end on the bundled defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag_factory.cli import main
+from rag_factory.models.embedding import ModelRegistry
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_registers_three_models_and_reports_their_agreement(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["demo", "--workdir", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "minilm-onnx-int8-1.0.0   vs minilm-st-1.0.0: mean 0.99" in out
+    assert "minilm-hf-1.0.0          vs minilm-st-1.0.0: mean 1.00000" in out
+    registry = ModelRegistry(tmp_path / "demo" / "registry")
+    assert registry.ancestors("minilm-onnx-int8-1.0.0") == ["minilm-st-1.0.0"]
+    assert registry.aliases("minilm") == {"production": "minilm-st-1.0.0"}
+    assert registry.get_record("minilm-onnx-int8-1.0.0").metrics["docs_per_second_cpu"] > 0
