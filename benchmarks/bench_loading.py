@@ -92,7 +92,7 @@ def main() -> None:
 
     from sentence_transformers import SentenceTransformer
 
-    from rag_factory.models.embedding import CustomModelLoader, ModelConfig
+    from rag_factory.models.embedding import CustomModelLoader
     from rag_factory.models.embedding.hub import resolve_model_path
     from rag_factory.models.embedding.onnx_export import export_onnx
 
@@ -108,9 +108,7 @@ def main() -> None:
 
     baseline = SentenceTransformer(str(resolve_model_path(MINILM)), device="cpu")
     rows = []
-    base_docs_tps, base_docs = throughput(
-        lambda t: baseline.encode(t, batch_size=32, normalize_embeddings=True), docs
-    )
+    base_docs_tps, base_docs = throughput(lambda t: baseline.encode(t, batch_size=32, normalize_embeddings=True), docs)
     base_q_tps, base_q = throughput(lambda t: baseline.encode(t, batch_size=32, normalize_embeddings=True), queries)
     rows.append(("raw SentenceTransformer.encode (baseline)", base_docs_tps, base_q_tps, 1.0, 1.0, 1.0, 1.0))
     loader = CustomModelLoader(cache_dir=workdir / "cache")
@@ -120,21 +118,39 @@ def main() -> None:
         q_tps, q_vectors = throughput(model.encode, queries)
         doc_cos = (doc_vectors * base_docs).sum(axis=1)
         q_cos = (q_vectors * base_q).sum(axis=1)
-        rows.append((name, docs_tps, q_tps, float(doc_cos.mean()), float(doc_cos.min()), float(q_cos.mean()), float(q_cos.min())))
+        rows.append(
+            (
+                name,
+                docs_tps,
+                q_tps,
+                float(doc_cos.mean()),
+                float(doc_cos.min()),
+                float(q_cos.mean()),
+                float(q_cos.min()),
+            )
+        )
 
     lengths = [len(baseline.tokenizer(d, truncation=True, max_length=256)["input_ids"]) for d in docs]
-    print(f"\nmachine: {os.cpu_count()} CPUs; {len(docs)} SciFact documents (mean {statistics.mean(lengths):.0f} "
-          f"tokens after truncation at 256), {len(queries)} test queries; batch 32\n")
+    print(
+        f"\nmachine: {os.cpu_count()} CPUs; {len(docs)} SciFact documents (mean {statistics.mean(lengths):.0f} "
+        f"tokens after truncation at 256), {len(queries)} test queries; batch 32\n"
+    )
     print("| backend | load, fresh process (incl. imports) | load, libraries warm | cached load |")
     print("|---|---|---|---|")
     for name, figures in loads.items():
-        print(f"| {name} | {figures['first_load_s']:.2f} s | {figures['load_s']:.2f} s | "
-              f"{figures['cached_load_us']:.1f} µs |")
-    print("\n| encoder | docs/s | speed-up | queries/s | speed-up | cosine docs mean / min | cosine queries mean / min |")
+        print(
+            f"| {name} | {figures['first_load_s']:.2f} s | {figures['load_s']:.2f} s | "
+            f"{figures['cached_load_us']:.1f} µs |"
+        )
+    print(
+        "\n| encoder | docs/s | speed-up | queries/s | speed-up | cosine docs mean / min | cosine queries mean / min |"
+    )
     print("|---|---|---|---|---|---|---|")
     for name, dtps, qtps, dmean, dmin, qmean, qmin in rows:
-        print(f"| {name} | {dtps:.1f} | {dtps / base_docs_tps:.2f}× | {qtps:.0f} | {qtps / base_q_tps:.2f}× | "
-              f"{dmean:.4f} / {dmin:.4f} | {qmean:.4f} / {qmin:.4f} |")
+        print(
+            f"| {name} | {dtps:.1f} | {dtps / base_docs_tps:.2f}× | {qtps:.0f} | {qtps / base_q_tps:.2f}× | "
+            f"{dmean:.4f} / {dmin:.4f} | {qmean:.4f} / {qmin:.4f} |"
+        )
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"loads": loads, "throughput": rows}, indent=2))
 

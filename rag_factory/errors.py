@@ -24,6 +24,7 @@ is a plain string; ``sidecar`` turns it into ``grpc.StatusCode``.
     ├── UnavailableError ................ UNAVAILABLE
     │   ├── ModelLoadError
     │   └── DownloadError
+    ├── DeadlineExceededError ........... DEADLINE_EXCEEDED
     └── ResourceExhaustedError .......... RESOURCE_EXHAUSTED
 """
 
@@ -41,6 +42,7 @@ StatusName = Literal[
     "DATA_LOSS",
     "UNAVAILABLE",
     "RESOURCE_EXHAUSTED",
+    "DEADLINE_EXCEEDED",
 ]
 
 
@@ -175,6 +177,13 @@ class DownloadError(UnavailableError):
     """An artifact download that failed."""
 
     reason = "DOWNLOAD_FAILED"
+
+
+class DeadlineExceededError(RagFactoryError):
+    """The caller's deadline passed before the work finished."""
+
+    reason = "DEADLINE_EXCEEDED"
+    code = "DEADLINE_EXCEEDED"
 
 
 class ResourceExhaustedError(RagFactoryError):

@@ -1,0 +1,1 @@
+"""Monitoring: Prometheus metrics of serving and evaluation."""

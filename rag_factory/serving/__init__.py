@@ -1,0 +1,1 @@
+"""Serving: the embedding engine behind the sidecar (routing, micro-batching, fallback, hooks)."""

@@ -1,0 +1,1 @@
+"""The gRPC sidecar: builds and runs the server over the core library."""

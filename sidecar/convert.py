@@ -1,0 +1,204 @@
+"""Where proto messages and core types meet: every conversion between the two lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from rag_factory.errors import InvalidArgumentError
+from rag_factory.models.embedding.backends.base import EmbeddingModel
+from rag_factory.models.embedding.models import EmbeddingModelMetadata, ModelFormat
+from rag_factory.models.embedding.records import ModelComparison, ModelRecord
+from rag_factory.serving.engine import EmbedCall, EmbedOutcome
+from sidecar.gen.rag_factory.v1 import common_pb2, embedding_pb2, model_pb2, registry_pb2
+
+_VARIANTS = {
+    "": common_pb2.VARIANT_UNSPECIFIED,
+    "control": common_pb2.VARIANT_CONTROL,
+    "candidate": common_pb2.VARIANT_CANDIDATE,
+}
+_FORMATS = {
+    ModelFormat.HUGGINGFACE: registry_pb2.MODEL_FORMAT_HUGGINGFACE,
+    ModelFormat.SENTENCE_TRANSFORMERS: registry_pb2.MODEL_FORMAT_SENTENCE_TRANSFORMERS,
+    ModelFormat.PYTORCH: registry_pb2.MODEL_FORMAT_PYTORCH,
+    ModelFormat.ONNX: registry_pb2.MODEL_FORMAT_ONNX,
+}
+_FORMATS_BACK: dict[int, ModelFormat] = {int(value): key for key, value in _FORMATS.items()}
+_ENCODINGS: dict[int, int] = {
+    embedding_pb2.VECTOR_ENCODING_UNSPECIFIED: embedding_pb2.VECTOR_ENCODING_PACKED_FLOAT32,
+    embedding_pb2.VECTOR_ENCODING_PACKED_FLOAT32: embedding_pb2.VECTOR_ENCODING_PACKED_FLOAT32,
+    embedding_pb2.VECTOR_ENCODING_REPEATED_FLOAT: embedding_pb2.VECTOR_ENCODING_REPEATED_FLOAT,
+}
+
+
+def embed_call(request: embedding_pb2.EmbedRequest, timeout_s: float | None) -> EmbedCall:
+    """An ``EmbedCall`` from a request; the deadline comes from the gRPC context."""
+    if request.encoding not in _ENCODINGS:
+        raise InvalidArgumentError(
+            f"unknown vector encoding {request.encoding}; use VECTOR_ENCODING_PACKED_FLOAT32 or REPEATED_FLOAT"
+        )
+    return EmbedCall(
+        texts=list(request.texts),
+        model=request.model,
+        routing_key=request.routing_key,
+        domain=request.domain,
+        request_id=request.request_id,
+        timeout_s=timeout_s,
+    )
+
+
+def embed_response(outcome: EmbedOutcome, encoding: int) -> embedding_pb2.EmbedResponse:
+    """The response for an outcome, with vectors in the requested encoding."""
+    vectors = outcome.vectors
+    served = outcome.served_by
+    response = embedding_pb2.EmbedResponse(
+        count=vectors.shape[0],
+        dimension=vectors.shape[1],
+        encoding=embedding_pb2.VectorEncoding.ValueType(_ENCODINGS[encoding]),
+        request_id=outcome.request_id,
+        served_by=common_pb2.ServedBy(
+            model_id=served.model_id,
+            model_name=served.model_name,
+            version=served.version,
+            variant=_VARIANTS.get(served.variant, common_pb2.VARIANT_UNSPECIFIED),
+            experiment=served.experiment,
+            fallback=served.fallback,
+            fallback_reason=served.fallback_reason,
+            requested_model=served.requested_model,
+            backend=served.backend,
+            precision=served.precision,
+        ),
+        timings=common_pb2.Timings(
+            queue_ms=outcome.queue_ms,
+            inference_ms=outcome.inference_ms,
+            total_ms=outcome.total_ms,
+            batch_texts=outcome.batch_texts,
+        ),
+    )
+    if response.encoding == embedding_pb2.VECTOR_ENCODING_PACKED_FLOAT32:
+        little_endian = vectors if sys.byteorder == "little" else vectors.byteswap()
+        response.packed = np.ascontiguousarray(little_endian, dtype=np.float32).tobytes()
+    else:
+        response.vectors.extend(embedding_pb2.Vector(values=row) for row in vectors.tolist())
+    return response
+
+
+def _timestamp(value: datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value.astimezone(UTC).replace(tzinfo=None))
+    return stamp
+
+
+def metadata_message(metadata: EmbeddingModelMetadata) -> registry_pb2.ModelMetadata:
+    """``EmbeddingModelMetadata`` as a proto message."""
+    return registry_pb2.ModelMetadata(
+        model_id=metadata.model_id,
+        model_name=metadata.model_name,
+        version=metadata.version,
+        format=_FORMATS[metadata.format],
+        embedding_dim=metadata.embedding_dim,
+        max_seq_length=metadata.max_seq_length,
+        base_model=metadata.base_model or "",
+        fine_tuned_on=metadata.fine_tuned_on or "",
+        domain=metadata.domain or "",
+        description=metadata.description or "",
+        created_by=metadata.created_by or "",
+        tags=metadata.tags,
+        created_at=_timestamp(metadata.created_at),
+    )
+
+
+def metadata_from_message(message: registry_pb2.ModelMetadata) -> EmbeddingModelMetadata:
+    """``EmbeddingModelMetadata`` from a proto message (validated by pydantic)."""
+    if message.format not in _FORMATS_BACK:
+        raise InvalidArgumentError(f"metadata.format must be set; valid: {', '.join(f.value for f in ModelFormat)}")
+    fields: dict[str, Any] = {
+        "model_id": message.model_id,
+        "model_name": message.model_name,
+        "version": message.version,
+        "format": _FORMATS_BACK[message.format],
+        "embedding_dim": message.embedding_dim,
+        "max_seq_length": message.max_seq_length,
+        "tags": list(message.tags),
+    }
+    for name in ("base_model", "fine_tuned_on", "domain", "description", "created_by"):
+        if getattr(message, name):
+            fields[name] = getattr(message, name)
+    if message.HasField("created_at"):
+        fields["created_at"] = message.created_at.ToDatetime(tzinfo=UTC)
+    return validated(EmbeddingModelMetadata, fields)
+
+
+def validated(model: type[EmbeddingModelMetadata], fields: dict[str, Any]) -> EmbeddingModelMetadata:
+    """Validate fields into a pydantic model, turning validation errors into INVALID_ARGUMENT."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidArgumentError(f"invalid model metadata: {problems}") from exc
+
+
+def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
+    """A ``google.protobuf.Struct`` as a plain dict."""
+    return json_format.MessageToDict(message)
+
+
+def record_message(record: ModelRecord, aliases: Iterable[str] = ()) -> registry_pb2.ModelRecord:
+    """A registry record as a proto message."""
+    load_config = struct_pb2.Struct()
+    load_config.update(json.loads(json.dumps(record.load_config)))
+    return registry_pb2.ModelRecord(
+        metadata=metadata_message(record.metadata),
+        metrics=record.all_metrics(),
+        load_config=load_config,
+        artifact_sha256=record.artifact_sha256 or "",
+        deprecated=record.deprecated,
+        deprecation_reason=record.deprecation_reason,
+        registered_at=_timestamp(record.registered_at),
+        aliases=sorted(aliases),
+    )
+
+
+def comparison_message(comparison: ModelComparison) -> registry_pb2.CompareModelsResponse:
+    """A side-by-side comparison as a proto message."""
+    response = registry_pb2.CompareModelsResponse(model_a=comparison.model_a, model_b=comparison.model_b)
+    for field_name, (a, b) in sorted(comparison.metadata_diff.items()):
+        response.metadata_differences.add(field=field_name, a=json.dumps(a, default=str), b=json.dumps(b, default=str))
+    for name, delta in sorted(comparison.metrics.items()):
+        item = response.metrics.add(name=name)
+        if delta.a is not None:
+            item.a = delta.a
+        if delta.b is not None:
+            item.b = delta.b
+        if delta.delta is not None:
+            item.delta = delta.delta
+    return response
+
+
+def model_info(record: ModelRecord, model: EmbeddingModel | None) -> model_pb2.ModelInfo:
+    """What the model service reports about a model."""
+    return model_pb2.ModelInfo(
+        model_id=record.model_id,
+        model_name=record.metadata.model_name,
+        version=record.metadata.version,
+        embedding_dimension=model.embedding_dim if model else record.metadata.embedding_dim,
+        max_seq_length=model.max_seq_length if model else record.metadata.max_seq_length,
+        format=record.metadata.format.value,
+        deprecated=record.deprecated,
+        loaded=model is not None,
+        backend=model.info.backend if model else "",
+        precision=model.info.precision if model else "",
+    )
+
+
+def format_from_message(value: int) -> ModelFormat | None:
+    """The core format for a proto enum value (None for UNSPECIFIED)."""
+    return _FORMATS_BACK.get(value)

@@ -1,0 +1,220 @@
+"""Build and run the sidecar: services over the core library, health, reflection, auth, TLS, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pluggy
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from rag_factory.hooks.manager import build_plugin_manager
+from rag_factory.models.embedding.loader import CustomModelLoader
+from rag_factory.models.embedding.registry import ModelRegistry
+from rag_factory.models.monitoring.prometheus import ServingMetrics
+from rag_factory.serving.engine import EmbeddingEngine
+from sidecar.gen.rag_factory.v1 import (
+    embedding_pb2,
+    embedding_pb2_grpc,
+    model_pb2,
+    model_pb2_grpc,
+    registry_pb2,
+    registry_pb2_grpc,
+)
+from sidecar.servicers.embedding import EmbeddingServicer
+from sidecar.servicers.model import ModelServicer
+from sidecar.servicers.registry import RegistryServicer
+from sidecar.settings import SidecarSettings
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name,
+    model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+    registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
+)
+
+
+def _server_version() -> str:
+    try:
+        return version("rag-factory")
+    except PackageNotFoundError:  # pragma: no cover - running from a plain checkout
+        return "0+unknown"
+
+
+@dataclass
+class SidecarServices:
+    """The core objects one sidecar serves; built once from settings and handed to the servicers."""
+
+    settings: SidecarSettings
+    registry: ModelRegistry
+    loader: CustomModelLoader
+    engine: EmbeddingEngine
+    hooks: pluggy.PluginManager
+    metrics: ServingMetrics
+    health: health.HealthServicer = field(default_factory=lambda: health.HealthServicer(experimental_non_blocking=True))
+    ready: threading.Event = field(default_factory=threading.Event)
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        """Stop background work and release resources."""
+        for callback in self.on_stop:
+            callback()
+        self.engine.close()
+        self.registry.close()
+
+
+def build_services(settings: SidecarSettings, *, plugins: tuple[object, ...] = ()) -> SidecarServices:
+    """Create the registry, loader, hooks, metrics and engine described by ``settings``."""
+    embedding = settings.embedding
+    registry = ModelRegistry(embedding.registry_path)
+    loader = CustomModelLoader(
+        cache_budget_mb=embedding.cache_size_gb * 1024, cache_dir=Path(embedding.cache_dir).expanduser()
+    )
+    hooks = build_plugin_manager("sidecar", load_entry_points=settings.load_entry_point_plugins, plugins=plugins)
+    metrics = ServingMetrics()
+    engine = EmbeddingEngine(
+        registry,
+        loader,
+        default_model=embedding.default_model_id,
+        limits=settings.limits,
+        batching=settings.batching,
+        hooks=hooks,
+        metrics=metrics,
+    )
+    return SidecarServices(settings, registry, loader, engine, hooks, metrics)
+
+
+class _TokenAuth(grpc.ServerInterceptor):
+    """Require ``authorization: Bearer <token>`` on every call except health checks."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}"
+
+        def deny(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token in 'authorization'")
+
+        self._deny = grpc.unary_unary_rpc_method_handler(deny)
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        if handler_call_details.method.startswith("/grpc.health.v1.Health/"):
+            return continuation(handler_call_details)
+        if dict(handler_call_details.invocation_metadata or ()).get("authorization") == self._expected:
+            return continuation(handler_call_details)
+        return self._deny
+
+
+def _warm_up(services: SidecarServices) -> None:
+    # Health says NOT_SERVING until the default model can answer: load balancers wait for it.
+    try:
+        record, model = services.engine.load()
+        model.encode(["warm-up"])
+    except Exception:
+        logger.exception("the default model %r could not be loaded", services.settings.embedding.default_model_id)
+        return
+    for name in ("", *SERVICE_NAMES):
+        services.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    services.ready.set()
+    logger.info("serving; default model %s (%s)", record.model_id, record.ref)
+
+
+def build_server(settings: SidecarSettings, services: SidecarServices | None = None) -> tuple[grpc.Server, int]:
+    """Create and start the gRPC server; the default model loads in the background.
+
+    Args:
+        settings: Validated settings; ``address`` with port 0 binds a free port.
+        services: Core objects to serve (built from ``settings`` when None).
+
+    Returns:
+        The started server and the port it is bound to. Call ``server.stop(grace)`` to stop it; the
+        services are closed when it has stopped.
+    """
+    services = services or build_services(settings)
+    limits = settings.limits
+    options = [
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+        ("grpc.max_send_message_length", limits.max_message_bytes),
+    ]
+    interceptors = [_TokenAuth(settings.auth_token)] if settings.auth_token else []
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
+        options=options,
+        interceptors=interceptors,
+    )
+    embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(EmbeddingServicer(services.engine), server)
+    model_pb2_grpc.add_ModelServiceServicer_to_server(
+        ModelServicer(
+            services.engine,
+            server_version=_server_version(),
+            ab_testing_enabled=settings.embedding.ab_testing.enabled,
+        ),
+        server,
+    )
+    registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(services.registry), server)
+    for name in ("", *SERVICE_NAMES):
+        services.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(services.health, server)
+    reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = _bind(server, settings)
+    if settings.metrics_address:
+        from prometheus_client import start_http_server
+
+        host, _, metrics_port = settings.metrics_address.rpartition(":")
+        start_http_server(int(metrics_port), addr=host or "127.0.0.1", registry=services.metrics.registry)
+    server.start()
+    threading.Thread(target=_warm_up, args=(services,), name="warm-up", daemon=True).start()
+    _close_when_stopped(server, services)
+    return server, port
+
+
+def _bind(server: grpc.Server, settings: SidecarSettings) -> int:
+    tls = settings.tls
+    if tls.cert_file and tls.key_file:
+        credentials = grpc.ssl_server_credentials([(Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes())])
+        port = server.add_secure_port(settings.address, credentials)
+    else:
+        port = server.add_insecure_port(settings.address)
+    if port == 0:
+        raise OSError(f"could not bind {settings.address}")
+    return port
+
+
+def _close_when_stopped(server: grpc.Server, services: SidecarServices) -> None:
+    def wait_and_close() -> None:
+        server.wait_for_termination()
+        services.close()
+
+    threading.Thread(target=wait_and_close, name="closer", daemon=True).start()
+
+
+def serve(settings: SidecarSettings) -> int:
+    """Run the sidecar until SIGTERM or SIGINT, then let in-flight calls finish (graceful shutdown)."""
+    services = build_services(settings)
+    server, port = build_server(settings, services)
+    host = settings.address.rpartition(":")[0]
+    logger.info("rag-factory sidecar listening on %s:%d", host, port)
+    print(f"listening on {host}:{port}", flush=True)
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        logger.info("signal %d: finishing in-flight calls (up to %.0f s)", signum, settings.grace_period_s)
+        for name in ("", *SERVICE_NAMES):
+            services.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stopping.wait()
+    server.stop(settings.grace_period_s).wait()
+    services.close()
+    logger.info("stopped")
+    return 0

@@ -1,0 +1,1 @@
+"""Thin gRPC servicers: convert the request, call the core, convert the result."""

@@ -1,0 +1,115 @@
+"""Sidecar settings: a YAML file (SPEC §4 layout) with environment overrides, read once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from rag_factory.errors import InvalidConfigError
+from rag_factory.serving.engine import BatchingConfig
+from rag_factory.serving.limits import RequestLimits
+
+# Environment variable -> dotted settings path. Values are parsed as YAML scalars ("0.2", "true").
+ENV_OVERRIDES: dict[str, str] = {
+    "RAG_FACTORY_ADDRESS": "address",
+    "RAG_FACTORY_DEFAULT_MODEL_ID": "models.embedding.default_model_id",
+    "RAG_FACTORY_REGISTRY_PATH": "models.embedding.registry_path",
+    "RAG_FACTORY_CACHE_DIR": "models.embedding.cache_dir",
+    "RAG_FACTORY_CACHE_SIZE_GB": "models.embedding.cache_size_gb",
+    "RAG_FACTORY_AB_ENABLED": "models.embedding.ab_testing.enabled",
+    "RAG_FACTORY_AB_DEFAULT_TRAFFIC_SPLIT": "models.embedding.ab_testing.default_traffic_split",
+    "RAG_FACTORY_AUTH_TOKEN": "auth_token",
+    "RAG_FACTORY_TLS_CERT": "tls.cert_file",
+    "RAG_FACTORY_TLS_KEY": "tls.key_file",
+    "RAG_FACTORY_METRICS_ADDRESS": "metrics_address",
+}
+
+
+class ABTestingSettings(BaseModel):
+    """``models.embedding.ab_testing``."""
+
+    enabled: bool = Field(default=True, description="Route requests for aliases under test.")
+    default_traffic_split: float = Field(default=0.1, ge=0.0, le=1.0, description="Split of new experiments.")
+
+
+class EmbeddingSettings(BaseModel):
+    """``models.embedding``."""
+
+    default_model_id: str = Field(default="minilm", description="Model reference served when none is named.")
+    registry_path: str = Field(default="./model_registry", description="Registry directory (SQLite + artifacts).")
+    cache_dir: str = Field(default="~/.cache/rag_factory", description="ONNX exports and int8 copies.")
+    cache_size_gb: float = Field(default=4.0, gt=0, description="Memory budget of loaded models.")
+    ab_testing: ABTestingSettings = Field(default_factory=ABTestingSettings, description="A/B routing.")
+
+
+class ModelsSettings(BaseModel):
+    """``models``."""
+
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings, description="Embedding models.")
+
+
+class TLSSettings(BaseModel):
+    """``tls``: both files switch TLS on."""
+
+    cert_file: str | None = Field(default=None, description="PEM certificate chain.")
+    key_file: str | None = Field(default=None, description="PEM private key.")
+
+
+class SidecarSettings(BaseModel):
+    """Everything the sidecar needs, validated once at start-up."""
+
+    address: str = Field(default="127.0.0.1:50051", description="HOST:PORT to bind; port 0 picks a free one.")
+    models: ModelsSettings = Field(default_factory=ModelsSettings, description="Model settings (SPEC §4).")
+    limits: RequestLimits = Field(default_factory=RequestLimits, description="Request limits.")
+    batching: BatchingConfig = Field(default_factory=BatchingConfig, description="Micro-batching.")
+    max_workers: int = Field(default=16, gt=0, description="gRPC worker threads.")
+    grace_period_s: float = Field(default=10.0, ge=0, description="Time in-flight calls get on shutdown.")
+    auth_token: str | None = Field(default=None, description="Require 'authorization: Bearer <token>'.")
+    tls: TLSSettings = Field(default_factory=TLSSettings, description="TLS (off unless both files are set).")
+    metrics_address: str | None = Field(default=None, description="HOST:PORT for Prometheus /metrics.")
+    load_entry_point_plugins: bool = Field(default=True, description="Load plugins from entry points.")
+
+    @property
+    def embedding(self) -> EmbeddingSettings:
+        """Shortcut to ``models.embedding``."""
+        return self.models.embedding
+
+
+def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[leaf] = value
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> SidecarSettings:
+    """Read settings from a YAML file (optional) and apply ``RAG_FACTORY_*`` environment overrides.
+
+    Raises:
+        InvalidConfigError: The file is missing or invalid, or a value does not validate.
+    """
+    tree: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise InvalidConfigError(f"config file {str(file)!r} does not exist")
+        try:
+            tree = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise InvalidConfigError(f"config file {str(file)!r} is not valid YAML: {exc}") from exc
+        if not isinstance(tree, dict):
+            raise InvalidConfigError(f"config file {str(file)!r} must hold a mapping")
+    env = os.environ if environ is None else environ
+    for variable, dotted in ENV_OVERRIDES.items():
+        if variable in env:
+            _set_path(tree, dotted, yaml.safe_load(env[variable]))
+    try:
+        return SidecarSettings.model_validate(tree)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidConfigError(f"invalid sidecar settings: {problems}") from exc
