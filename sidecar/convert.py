@@ -30,7 +30,7 @@ _FORMATS = {
     ModelFormat.ONNX: registry_pb2.MODEL_FORMAT_ONNX,
 }
 _FORMATS_BACK: dict[int, ModelFormat] = {int(value): key for key, value in _FORMATS.items()}
-_ENCODINGS: dict[int, int] = {
+_ENCODINGS: dict[int, embedding_pb2.VectorEncoding] = {
     embedding_pb2.VECTOR_ENCODING_UNSPECIFIED: embedding_pb2.VECTOR_ENCODING_PACKED_FLOAT32,
     embedding_pb2.VECTOR_ENCODING_PACKED_FLOAT32: embedding_pb2.VECTOR_ENCODING_PACKED_FLOAT32,
     embedding_pb2.VECTOR_ENCODING_REPEATED_FLOAT: embedding_pb2.VECTOR_ENCODING_REPEATED_FLOAT,
@@ -60,7 +60,7 @@ def embed_response(outcome: EmbedOutcome, encoding: int) -> embedding_pb2.EmbedR
     response = embedding_pb2.EmbedResponse(
         count=vectors.shape[0],
         dimension=vectors.shape[1],
-        encoding=embedding_pb2.VectorEncoding.ValueType(_ENCODINGS[encoding]),
+        encoding=_ENCODINGS[encoding],
         request_id=outcome.request_id,
         served_by=common_pb2.ServedBy(
             model_id=served.model_id,

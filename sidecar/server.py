@@ -64,9 +64,13 @@ class SidecarServices:
     health: health.HealthServicer = field(default_factory=lambda: health.HealthServicer(experimental_non_blocking=True))
     ready: threading.Event = field(default_factory=threading.Event)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    _closed: threading.Event = field(default_factory=threading.Event)
 
     def close(self) -> None:
-        """Stop background work and release resources."""
+        """Finish queued inference, stop background work and release resources (idempotent)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
         for callback in self.on_stop:
             callback()
         self.engine.close()

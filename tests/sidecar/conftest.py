@@ -84,6 +84,7 @@ def running_sidecar(sidecar_registry_path: Path, model_cache_dir: Path) -> Itera
     sidecar = start_sidecar(sidecar_registry_path, model_cache_dir)
     yield sidecar
     sidecar.server.stop(grace=5).wait()
+    sidecar.services.close()  # joins the batcher threads before the interpreter exits
 
 
 @pytest.fixture(scope="session")
@@ -112,6 +113,7 @@ def sidecar_factory(model_cache_dir: Path) -> Iterator[object]:
     yield factory
     for sidecar in started:
         sidecar.server.stop(grace=2).wait()
+        sidecar.services.close()
 
 
 @pytest.fixture

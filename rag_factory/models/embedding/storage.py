@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,14 +14,12 @@ from rag_factory.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     ModelNotFoundError,
-    UnavailableError,
     describe_choices,
 )
 from rag_factory.models.embedding.models import EmbeddingModelMetadata
 from rag_factory.models.embedding.records import AliasAction, AliasEvent, ModelRecord, utcnow
+from rag_factory.models.embedding.sqlite_database import SQLiteDatabase
 from rag_factory.models.embedding.versions import sort_versions
-
-BUSY_TIMEOUT_MS = 30_000
 
 # Schema migrations, applied in order; the database's PRAGMA user_version counts those applied.
 # To change the schema, append a new tuple of statements; never edit one that has shipped.
@@ -178,58 +174,12 @@ class RegistryStore(Protocol):
         ...
 
 
-class SQLiteRegistryStore:
-    """``RegistryStore`` on SQLite: WAL, FULL sync, ``BEGIN IMMEDIATE`` writes, one connection per thread.
-
-    Several processes may share the file: writers serialise on SQLite's lock and wait up to
-    ``busy_timeout`` for it, and a committed write is on disk before the call returns.
-    """
+class SQLiteRegistryStore(SQLiteDatabase):
+    """``RegistryStore`` on SQLite (see :class:`SQLiteDatabase` for durability and concurrency)."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._lock = threading.Lock()
+        super().__init__(path)
         self._migrate()
-
-    # -- connections and transactions -----------------------------------------------------------
-
-    def _connection(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False only
-            # so close() can close every thread's connection; each is used by its own thread.
-            conn = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            # FULL: fsync the WAL on every commit, so an acknowledged write survives a power cut.
-            conn.execute("PRAGMA synchronous = FULL")
-            self._local.conn = conn
-            with self._lock:
-                self._connections.append(conn)
-        return conn
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        conn = self._connection()
-        try:
-            # IMMEDIATE takes the write lock up front, so two writers never deadlock upgrading a
-            # read lock; waiting for it is bounded by busy_timeout.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.OperationalError as exc:
-            # Locked for longer than busy_timeout, disk full, I/O error: retrying later may work.
-            raise UnavailableError(f"registry database {self.path} is unavailable: {exc}") from exc
 
     def _migrate(self) -> None:
         if self.schema_version() == len(MIGRATIONS):
@@ -248,20 +198,8 @@ class SQLiteRegistryStore:
                 conn.execute(f"PRAGMA user_version = {number + 1}")
 
     def schema_version(self) -> int:
-        """The number of migrations applied to the database."""
+        """The number of registry migrations applied to the database."""
         return int(self._connection().execute("PRAGMA user_version").fetchone()[0])
-
-    def integrity_check(self) -> str:
-        """SQLite's ``PRAGMA integrity_check`` result (``"ok"`` when healthy)."""
-        return str(self._connection().execute("PRAGMA integrity_check").fetchone()[0])
-
-    def close(self) -> None:
-        """Close the connections of every thread; later calls reopen one."""
-        with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
-        self._local = threading.local()
 
     # -- models -----------------------------------------------------------------------------------
 

@@ -67,6 +67,13 @@ class OnnxEmbeddingModel(EmbeddingModel):
         max_seq_length = min(config.max_seq_length or declared_limit, declared_limit)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle ORT worker threads spin for a while by default. A sidecar shares the CPU with its host
+        # application (and with other models' sessions), so spinning threads steal cores from them.
+        spinning = "1" if config.additional_config.get("ort_allow_spinning", False) else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        threads = config.additional_config.get("ort_intra_op_threads")
+        if isinstance(threads, int) and threads > 0:
+            options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
         if config.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
