@@ -19,7 +19,8 @@ is a plain string; ``sidecar`` turns it into ``grpc.StatusCode``.
     │   └── DuplicateVersionError
     ├── FailedPreconditionError ......... FAILED_PRECONDITION
     │   ├── ModelDeprecatedError
-    │   └── UntrustedModelFileError
+    │   ├── UntrustedModelFileError
+    │   └── TrainingCancelledError
     ├── ArtifactIntegrityError .......... DATA_LOSS
     ├── UnavailableError ................ UNAVAILABLE
     │   ├── ModelLoadError
@@ -151,6 +152,12 @@ class UntrustedModelFileError(FailedPreconditionError):
     """A pickle file that could run arbitrary code, loaded without the trusted flag."""
 
     reason = "UNTRUSTED_MODEL_FILE"
+
+
+class TrainingCancelledError(FailedPreconditionError):
+    """A fine-tuning run was cancelled; nothing was exported or registered."""
+
+    reason = "TRAINING_CANCELLED"
 
 
 class ArtifactIntegrityError(RagFactoryError):

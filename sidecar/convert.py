@@ -15,8 +15,10 @@ from rag_factory.errors import InvalidArgumentError
 from rag_factory.models.embedding.backends.base import EmbeddingModel
 from rag_factory.models.embedding.models import EmbeddingModelMetadata, ModelFormat
 from rag_factory.models.embedding.records import ModelComparison, ModelRecord
+from rag_factory.models.evaluation.ab_testing import ExperimentAnalysis
+from rag_factory.models.evaluation.rollout import RolloutPlan, RolloutState
 from rag_factory.serving.engine import EmbedCall, EmbedOutcome
-from sidecar.gen.rag_factory.v1 import common_pb2, embedding_pb2, model_pb2, registry_pb2
+from sidecar.gen.rag_factory.v1 import ab_pb2, common_pb2, embedding_pb2, model_pb2, registry_pb2
 
 _VARIANTS = {
     "": common_pb2.VARIANT_UNSPECIFIED,
@@ -202,3 +204,83 @@ def model_info(record: ModelRecord, model: EmbeddingModel | None) -> model_pb2.M
 def format_from_message(value: int) -> ModelFormat | None:
     """The core format for a proto enum value (None for UNSPECIFIED)."""
     return _FORMATS_BACK.get(value)
+
+
+_STATUSES = {
+    "ramping": ab_pb2.EXPERIMENT_STATUS_RAMPING,
+    "promoted": ab_pb2.EXPERIMENT_STATUS_PROMOTED,
+    "rolled_back": ab_pb2.EXPERIMENT_STATUS_ROLLED_BACK,
+    "stopped": ab_pb2.EXPERIMENT_STATUS_STOPPED,
+}
+
+
+def plan_from_message(message: ab_pb2.RampPlan) -> RolloutPlan:
+    """A ramp plan from its message; unset fields take the defaults."""
+    fields: dict[str, Any] = {}
+    if message.steps:
+        fields["steps"] = list(message.steps)
+    if message.min_samples_per_step:
+        fields["min_samples_per_step"] = message.min_samples_per_step
+    if message.HasField("min_step_duration_s"):
+        fields["min_step_duration_s"] = message.min_step_duration_s
+    if message.HasField("max_error_rate"):
+        fields["max_error_rate"] = message.max_error_rate
+    from pydantic import ValidationError
+
+    try:
+        return RolloutPlan.model_validate(fields)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidArgumentError(f"invalid ramp plan: {problems}") from exc
+
+
+def experiment_message(state: RolloutState, samples: tuple[int, int]) -> ab_pb2.Experiment:
+    """A rollout's state as a message, with the sample counts of each arm."""
+    plan = state.plan
+    started = timestamp_pb2.Timestamp()
+    started.FromSeconds(int(state.step_started_at))
+    return ab_pb2.Experiment(
+        name=state.test_name,
+        model_name=state.model_name,
+        alias=state.alias,
+        model_a_id=state.model_a_id,
+        model_b_id=state.model_b_id,
+        traffic_split=state.split,
+        step_index=state.step_index,
+        plan=ab_pb2.RampPlan(
+            steps=plan.steps,
+            min_samples_per_step=plan.min_samples_per_step,
+            min_step_duration_s=plan.min_step_duration_s,
+            max_error_rate=plan.max_error_rate,
+        ),
+        status=_STATUSES[state.status],
+        reason=state.reason,
+        samples_a=samples[0],
+        samples_b=samples[1],
+        step_started_at=started,
+    )
+
+
+def analysis_message(analysis: ExperimentAnalysis) -> ab_pb2.AnalyzeExperimentResponse:
+    """An experiment analysis as a message."""
+    result = analysis.result
+    response = ab_pb2.AnalyzeExperimentResponse(
+        winner=result.winner,
+        verdict=analysis.decision.verdict,
+        recommendation=result.recommendation,
+        samples_a=result.model_a_samples,
+        samples_b=result.model_b_samples,
+        sample_ratio_mismatch=bool(analysis.decision.sample_ratio and analysis.decision.sample_ratio.flagged),
+    )
+    for name, comparison in result.metrics.items():
+        low, high = result.confidence_intervals.get(name, (float("nan"), float("nan")))
+        response.metrics.add(
+            name=name,
+            mean_a=comparison.model_a,
+            mean_b=comparison.model_b,
+            improvement=comparison.improvement,
+            p_value=result.p_values.get(name, float("nan")),
+            ci_low=low,
+            ci_high=high,
+        )
+    return response

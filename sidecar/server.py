@@ -20,9 +20,15 @@ from grpc_reflection.v1alpha import reflection
 from rag_factory.hooks.manager import build_plugin_manager
 from rag_factory.models.embedding.loader import CustomModelLoader
 from rag_factory.models.embedding.registry import ModelRegistry
+from rag_factory.models.evaluation.ab_testing import ABTestingFramework
+from rag_factory.models.evaluation.experiment_sqlite_store import SQLiteExperimentStore
+from rag_factory.models.evaluation.rollout import RolloutManager
 from rag_factory.models.monitoring.prometheus import ServingMetrics
+from rag_factory.serving.ab_router import ABRouter
 from rag_factory.serving.engine import EmbeddingEngine
 from sidecar.gen.rag_factory.v1 import (
+    ab_pb2,
+    ab_pb2_grpc,
     embedding_pb2,
     embedding_pb2_grpc,
     model_pb2,
@@ -30,6 +36,7 @@ from sidecar.gen.rag_factory.v1 import (
     registry_pb2,
     registry_pb2_grpc,
 )
+from sidecar.servicers.ab import ABTestServicer
 from sidecar.servicers.embedding import EmbeddingServicer
 from sidecar.servicers.model import ModelServicer
 from sidecar.servicers.registry import RegistryServicer
@@ -41,6 +48,7 @@ SERVICE_NAMES = (
     embedding_pb2.DESCRIPTOR.services_by_name["EmbeddingService"].full_name,
     model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
+    ab_pb2.DESCRIPTOR.services_by_name["ABTestService"].full_name,
 )
 
 
@@ -61,6 +69,8 @@ class SidecarServices:
     engine: EmbeddingEngine
     hooks: pluggy.PluginManager
     metrics: ServingMetrics
+    rollouts: RolloutManager
+    router: ABRouter
     health: health.HealthServicer = field(default_factory=lambda: health.HealthServicer(experimental_non_blocking=True))
     ready: threading.Event = field(default_factory=threading.Event)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
@@ -86,6 +96,9 @@ def build_services(settings: SidecarSettings, *, plugins: tuple[object, ...] = (
     )
     hooks = build_plugin_manager("sidecar", load_entry_points=settings.load_entry_point_plugins, plugins=plugins)
     metrics = ServingMetrics()
+    store = SQLiteExperimentStore(registry.path / "registry.db")
+    rollouts = RolloutManager(registry, ABTestingFramework(store=store), store, hooks=hooks)
+    router = ABRouter(rollouts)
     engine = EmbeddingEngine(
         registry,
         loader,
@@ -94,8 +107,29 @@ def build_services(settings: SidecarSettings, *, plugins: tuple[object, ...] = (
         batching=settings.batching,
         hooks=hooks,
         metrics=metrics,
+        router=router if embedding.ab_testing.enabled else None,
     )
-    return SidecarServices(settings, registry, loader, engine, hooks, metrics)
+    engine.add_listener(router.on_served)
+    rollouts.warm_up = engine.load
+    services = SidecarServices(settings, registry, loader, engine, hooks, metrics, rollouts, router)
+    if embedding.ab_testing.enabled:
+        _start_rollout_ticker(services, embedding.ab_testing.tick_interval_s)
+    return services
+
+
+def _start_rollout_ticker(services: SidecarServices, interval_s: float) -> None:
+    # Ramp steps advance and guardrail breaches roll back without anyone calling an RPC.
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(interval_s):
+            try:
+                services.rollouts.tick_all()
+            except Exception:
+                logger.exception("checking rollouts failed")
+
+    threading.Thread(target=tick, name="rollouts", daemon=True).start()
+    services.on_stop.append(stop.set)
 
 
 class _TokenAuth(grpc.ServerInterceptor):
@@ -164,6 +198,7 @@ def build_server(settings: SidecarSettings, services: SidecarServices | None = N
         server,
     )
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(services.registry), server)
+    ab_pb2_grpc.add_ABTestServiceServicer_to_server(ABTestServicer(services.rollouts, services.router), server)
     for name in ("", *SERVICE_NAMES):
         services.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(services.health, server)

@@ -35,6 +35,7 @@ class ABTestingSettings(BaseModel):
 
     enabled: bool = Field(default=True, description="Route requests for aliases under test.")
     default_traffic_split: float = Field(default=0.1, ge=0.0, le=1.0, description="Split of new experiments.")
+    tick_interval_s: float = Field(default=5.0, gt=0, description="How often ramps and guardrails are checked.")
 
 
 class EmbeddingSettings(BaseModel):

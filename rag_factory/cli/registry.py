@@ -100,10 +100,14 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("model_id", metavar="ID")
 
 
-def _run(handler: Handler, args: argparse.Namespace) -> int:
+def open_registry(args: argparse.Namespace) -> ModelRegistry:
+    """The registry named by ``--registry``, ``$RAG_FACTORY_REGISTRY`` or the default path."""
     # The environment is read here, at the process edge, and nowhere deeper.
-    path = args.registry or os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY
-    with ModelRegistry(path) as registry:
+    return ModelRegistry(getattr(args, "registry", None) or os.environ.get(REGISTRY_ENV) or DEFAULT_REGISTRY)
+
+
+def _run(handler: Handler, args: argparse.Namespace) -> int:
+    with open_registry(args) as registry:
         return handler(registry, args)
 
 

@@ -113,10 +113,15 @@ class EmbedOutcome:
     batch_texts: int
 
 
+# After a failed load, requests go straight to the fallback for this long before a retry.
+LOAD_RETRY_AFTER_S = 30.0
+
+
 @dataclass
 class _ModelSlot:
     state: Readiness = "not_loaded"
     message: str = ""
+    failed_at: float = 0.0
     batcher: MicroBatcher | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -285,11 +290,14 @@ class EmbeddingEngine:
             return slot.batcher
         with slot.lock:
             if slot.batcher is None:
+                if slot.state == "failed" and time.monotonic() - slot.failed_at < LOAD_RETRY_AFTER_S:
+                    raise ModelLoadError(f"model {record.model_id!r} failed to load recently: {slot.message}")
                 slot.state, slot.message = "loading", ""
                 try:
                     _, model = self.registry.load_model(record.model_id, self.loader)
                 except Exception as exc:
                     slot.state, slot.message = "failed", f"{type(exc).__name__}: {exc}"[:300]
+                    slot.failed_at = time.monotonic()
                     raise
                 slot.batcher = MicroBatcher(
                     model,

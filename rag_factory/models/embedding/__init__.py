@@ -13,8 +13,20 @@ from rag_factory.models.embedding.models import (
 )
 from rag_factory.models.embedding.registry import ModelRegistry
 
+
+def __getattr__(name: str) -> object:
+    # ABTestingFramework lives with the evaluation code; it is re-exported here (SPEC §2) lazily,
+    # because the evaluation package itself imports these data models.
+    if name == "ABTestingFramework":
+        from rag_factory.models.evaluation.ab_testing import ABTestingFramework
+
+        return ABTestingFramework
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "ABTestConfig",
+    "ABTestingFramework",
     "ABTestResult",
     "CustomModelLoader",
     "EmbeddingModelMetadata",

@@ -179,6 +179,18 @@ class ABTestingFramework:
         }
         self.results: Mapping[str, list[RecordedOutcome]] = _ResultsView(self)
 
+    def reload(self) -> None:
+        """Re-read tests from the store: another process (a replica, the CLI) may have changed them."""
+        with self._lock:
+            self._records = {r.config.test_name: r for r in self._store.load_tests()}
+            self.active_tests.clear()
+            self.active_tests.update({n: r.config for n, r in self._records.items() if r.status == "running"})
+
+    @property
+    def store(self) -> ExperimentStore:
+        """Where tests and outcomes live."""
+        return self._store
+
     def _not_found(self, test_name: str, state: str) -> NotFoundError:
         return NotFoundError(
             f"A/B test {test_name!r} {state}; active tests: {describe_choices(self.active_tests)}",

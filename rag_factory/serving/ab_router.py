@@ -1,0 +1,110 @@
+"""A/B routing inside the engine: requests for an alias under test go to A or B by routing key."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+
+from rag_factory.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from rag_factory.models.embedding.registry import PRODUCTION
+from rag_factory.models.embedding.versions import is_version
+from rag_factory.models.evaluation.experiment_sqlite_store import RequestAssignment
+from rag_factory.models.evaluation.rollout import RolloutManager
+from rag_factory.serving.engine import EmbedCall, EmbedOutcome, Route
+
+logger = logging.getLogger(__name__)
+
+CONTROL, CANDIDATE = "control", "candidate"
+
+
+def alias_target(model: str) -> tuple[str, str] | None:
+    """``(name, alias)`` for ``name@alias`` or a bare ``name`` (its production alias); None otherwise."""
+    name, _, alias = model.partition("@")
+    if not alias:
+        return name, PRODUCTION
+    if is_version(alias):
+        return None
+    return name, alias
+
+
+def online_metrics(clicked_rank: int, k: int = 5) -> dict[str, float]:
+    """Engagement metrics of one result list from the rank of the clicked document (0 = no click).
+
+    ``engagement`` is 1 for any click; ``ctr@k`` is 1 when the click was within the top ``k``;
+    ``mrr_clicked`` is 1/rank of the click (0 without one).
+    """
+    if clicked_rank < 0:
+        raise InvalidArgumentError(f"clicked_rank must be 0 (no click) or a 1-based rank, got {clicked_rank}")
+    return {
+        "engagement": float(clicked_rank > 0),
+        f"ctr@{k}": float(0 < clicked_rank <= k),
+        "mrr_clicked": 1.0 / clicked_rank if clicked_rank else 0.0,
+    }
+
+
+class ABRouter:
+    """Routes by experiment and records each routed request's latency and errors for its arm."""
+
+    def __init__(self, rollouts: RolloutManager) -> None:
+        self.rollouts = rollouts
+
+    def route(self, model: str, routing_key: str) -> Route:
+        """Pick A or B when ``model`` names an alias under test; otherwise serve ``model`` itself."""
+        target = alias_target(model)
+        state = self.rollouts.active_for(*target) if target else None
+        if state is None:
+            return Route(model)
+        try:
+            use_b = self.rollouts.framework.should_use_model_b(state.test_name, routing_key or None)
+        except NotFoundError:  # stopped by another process since the last reload
+            return Route(model)
+        if use_b:
+            return Route(state.model_b_id, CANDIDATE, state.test_name)
+        return Route(state.model_a_id, CONTROL, state.test_name)
+
+    def on_served(self, outcome: EmbedOutcome, call: EmbedCall) -> None:
+        """Engine listener: latency and error (a fallback means the arm's model failed) per arm."""
+        served = outcome.served_by
+        if not served.experiment:
+            return
+        try:
+            state = self.rollouts.state(served.experiment)
+        except NotFoundError:
+            return
+        model_id = state.model_b_id if served.variant == CANDIDATE else state.model_a_id
+        store = self.rollouts.store
+        try:
+            self.rollouts.framework.record_result(
+                served.experiment, model_id, {"latency_ms": outcome.total_ms, "error": float(served.fallback)}
+            )
+            store.assign_request(
+                RequestAssignment(
+                    request_id=outcome.request_id,
+                    test_name=served.experiment,
+                    variant="B" if served.variant == CANDIDATE else "A",
+                    model_id=model_id,
+                )
+            )
+        except (NotFoundError, FailedPreconditionError):
+            logger.debug("experiment %s ended while request %s was served", served.experiment, outcome.request_id)
+
+    def record_outcome(self, request_id: str, metrics: Mapping[str, float]) -> RequestAssignment:
+        """Record client-reported outcomes (engagement, accuracy, ...) for the arm that served a request.
+
+        Raises:
+            NotFoundError: The request id was not routed by any experiment.
+            InvalidArgumentError: A value is not finite.
+        """
+        assignment = self.rollouts.store.find_request(request_id)
+        if assignment is None:
+            raise NotFoundError(
+                f"request id {request_id!r} was not served by an A/B experiment (or is too old); "
+                "report outcomes with the request_id of an embedding response",
+                request_id=request_id,
+            )
+        bad = [name for name, value in metrics.items() if not math.isfinite(value)]
+        if bad:
+            raise InvalidArgumentError(f"outcome metrics must be finite numbers; not finite: {', '.join(bad)}")
+        self.rollouts.framework.record_result(assignment.test_name, assignment.model_id, dict(metrics))
+        return assignment
