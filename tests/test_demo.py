@@ -23,3 +23,6 @@ def test_demo_registers_three_models_and_reports_their_agreement(
     assert registry.ancestors("minilm-onnx-int8-1.0.0") == ["minilm-st-1.0.0"]
     assert registry.aliases("minilm") == {"production": "minilm-st-1.0.0"}
     assert registry.get_record("minilm-onnx-int8-1.0.0").metrics["docs_per_second_cpu"] > 0
+    # Stage 4: the real sidecar served a LlamaIndex index built through the plugin.
+    assert "every node stamped with model minilm-st-1.0.0" in out
+    assert out.count("served by minilm-st-1.0.0 v1.0.0") == 4

@@ -1,0 +1,37 @@
+"""What the demo stages share: the work directory, the registry, the loader and the dataset."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag_factory.data.beir import BeirDataset
+from rag_factory.models.embedding import CustomModelLoader, ModelRegistry
+
+
+@dataclass
+class DemoContext:
+    """State passed from stage to stage."""
+
+    workdir: Path
+    registry: ModelRegistry
+    loader: CustomModelLoader
+    dataset: BeirDataset
+    sidecar_address: str = ""
+    models: dict[str, str] = field(default_factory=dict)  # role ("base", "onnx", "fine_tuned") -> model id
+
+
+def section(title: str) -> None:
+    """Print a stage heading."""
+    print(f"\n=== {title} ===", flush=True)
+
+
+@contextmanager
+def timed(label: str) -> Iterator[None]:
+    """Print how long a block took."""
+    started = time.perf_counter()
+    yield
+    print(f"{label}: {time.perf_counter() - started:.1f} s", flush=True)
