@@ -74,10 +74,10 @@ def llama_index_through_the_sidecar(ctx: DemoContext) -> None:
     test = dataset.split("test")
     relevant = {d for docs in test.values() for d in docs}
     doc_ids = sorted(relevant) + [d for d in dataset.corpus if d not in relevant][: 300 - len(relevant)]
-    nodes = [TextNode(id_=d, text=dataset.corpus[d].as_text()) for d in doc_ids]
+    documents = [TextNode(id_=d, text=dataset.corpus[d].as_text()) for d in doc_ids]
     embed_model = RagFactoryEmbedding(address=ctx.sidecar_address, model="minilm", embed_batch_size=64)
     started = time.perf_counter()
-    nodes = IngestionPipeline(transformations=[embed_model]).run(nodes=nodes)
+    nodes = IngestionPipeline(transformations=[embed_model]).run(nodes=documents)
     print(f"embedded {len(nodes)} nodes through the sidecar in {time.perf_counter() - started:.1f} s; "
           f"every node stamped with model {assert_single_vector_space(nodes)}")  # fmt: skip
     index = VectorStoreIndex(nodes, embed_model=embed_model)
