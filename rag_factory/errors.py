@@ -32,7 +32,7 @@ is a plain string; ``sidecar`` turns it into ``grpc.StatusCode``.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 StatusName = Literal[
     "INTERNAL",
@@ -209,6 +209,11 @@ def all_error_classes() -> list[type[RagFactoryError]]:
         found.append(cls)
         pending.extend(cls.__subclasses__())
     return found
+
+
+def describe_validation_error(exc: Any) -> str:
+    """One line naming each invalid field of a pydantic ``ValidationError`` ("a.b: message; ...")."""
+    return "; ".join(f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors())
 
 
 def describe_choices(values: Iterable[str], limit: int = 8) -> str:

@@ -11,14 +11,25 @@ from typing import Any
 import numpy as np
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
-from rag_factory.errors import InvalidArgumentError
+from rag_factory.errors import InvalidArgumentError, describe_validation_error
+from rag_factory.jobs.job_store import JobRecord
 from rag_factory.models.embedding.backends.base import EmbeddingModel
 from rag_factory.models.embedding.models import EmbeddingModelMetadata, ModelFormat
 from rag_factory.models.embedding.records import ModelComparison, ModelRecord
 from rag_factory.models.evaluation.ab_testing import ExperimentAnalysis
+from rag_factory.models.evaluation.comparison import ComparisonReport
+from rag_factory.models.evaluation.evaluator import EvaluationProgress, EvaluationReport
 from rag_factory.models.evaluation.rollout import RolloutPlan, RolloutState
 from rag_factory.serving.engine import EmbedCall, EmbedOutcome
-from sidecar.gen.rag_factory.v1 import ab_pb2, common_pb2, embedding_pb2, model_pb2, registry_pb2
+from sidecar.gen.rag_factory.v1 import (
+    ab_pb2,
+    common_pb2,
+    embedding_pb2,
+    evaluation_pb2,
+    model_pb2,
+    registry_pb2,
+    training_pb2,
+)
 
 _VARIANTS = {
     "": common_pb2.VARIANT_UNSPECIFIED,
@@ -144,7 +155,7 @@ def validated(model: type[EmbeddingModelMetadata], fields: dict[str, Any]) -> Em
     try:
         return model.model_validate(fields)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = describe_validation_error(exc)
         raise InvalidArgumentError(f"invalid model metadata: {problems}") from exc
 
 
@@ -230,7 +241,7 @@ def plan_from_message(message: ab_pb2.RampPlan) -> RolloutPlan:
     try:
         return RolloutPlan.model_validate(fields)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = describe_validation_error(exc)
         raise InvalidArgumentError(f"invalid ramp plan: {problems}") from exc
 
 
@@ -283,4 +294,94 @@ def analysis_message(analysis: ExperimentAnalysis) -> ab_pb2.AnalyzeExperimentRe
             ci_low=low,
             ci_high=high,
         )
+    return response
+
+
+_JOB_STATUSES = {
+    "pending": training_pb2.JOB_STATUS_PENDING,
+    "running": training_pb2.JOB_STATUS_RUNNING,
+    "cancelling": training_pb2.JOB_STATUS_CANCELLING,
+    "succeeded": training_pb2.JOB_STATUS_SUCCEEDED,
+    "failed": training_pb2.JOB_STATUS_FAILED,
+    "cancelled": training_pb2.JOB_STATUS_CANCELLED,
+    "interrupted": training_pb2.JOB_STATUS_INTERRUPTED,
+}
+
+
+def _struct(data: dict[str, Any] | None) -> struct_pb2.Struct:
+    message = struct_pb2.Struct()
+    if data:
+        message.update(json.loads(json.dumps(data, default=str)))
+    return message
+
+
+def job_spec(request: training_pb2.StartJobRequest) -> dict[str, Any]:
+    """The fine-tuning spec (FineTuneConfig fields) of a StartJob request."""
+    spec = struct_to_dict(request.options)
+    spec["data_dir"] = request.data_dir
+    if request.base_model:
+        spec["base_model"] = request.base_model
+    if request.strategy:
+        spec["strategy"] = request.strategy
+    return spec
+
+
+def job_message(job: JobRecord) -> training_pb2.Job:
+    """A job as a message."""
+    return training_pb2.Job(
+        job_id=job.job_id, kind=job.kind, status=_JOB_STATUSES[job.status], spec=_struct(job.spec),
+        result=_struct(job.result), error=job.error, created_at=_timestamp(job.created_at),
+        updated_at=_timestamp(job.updated_at),
+    )  # fmt: skip
+
+
+def job_event_message(sequence: int, event: dict[str, Any]) -> training_pb2.JobEvent:
+    """A worker event as a message."""
+    message = training_pb2.JobEvent(
+        sequence=sequence, kind=str(event.get("kind", "")), step=int(event.get("step") or 0),
+        total_steps=int(event.get("total_steps") or 0), message=str(event.get("message") or ""), raw=_struct(event),
+    )  # fmt: skip
+    if event.get("loss") is not None:
+        message.loss = float(event["loss"])
+    if event.get("eta_s") is not None:
+        message.eta_s = float(event["eta_s"])
+    for name, value in (event.get("metrics") or {}).items():
+        if isinstance(value, int | float):
+            message.metrics[name] = float(value)
+    return message
+
+
+def evaluation_progress_message(progress: EvaluationProgress) -> evaluation_pb2.EvaluateResponse:
+    """A progress report of an evaluation."""
+    return evaluation_pb2.EvaluateResponse(
+        progress=evaluation_pb2.EvaluationProgress(
+            stage=str(progress.stage), done=progress.done, total=progress.total, message=progress.message
+        )
+    )
+
+
+def evaluation_result_message(report: EvaluationReport) -> evaluation_pb2.EvaluateResponse:
+    """The final message of an evaluation."""
+    return evaluation_pb2.EvaluateResponse(
+        result=evaluation_pb2.EvaluationResult(
+            model_id=report.model_id, model_version=report.model_version, backend=report.backend,
+            precision=report.precision, dataset=report.dataset, dataset_hash=report.dataset_hash, split=report.split,
+            n_queries=report.n_queries, metrics={**report.metrics, **report.custom_metrics},
+            corpus_cache_hit=report.corpus_cache == "hit", total_s=report.timings.total_s,
+        )
+    )  # fmt: skip
+
+
+def comparison_retrieval_message(report: ComparisonReport) -> evaluation_pb2.CompareRetrievalResponse:
+    """Paired tests and the largest per-query changes of a comparison."""
+    response = evaluation_pb2.CompareRetrievalResponse()
+    for name, test in report.tests.items():
+        response.metrics.add(
+            metric=name, mean_a=test.mean_a, mean_b=test.mean_b, ci_low=test.ci_low, ci_high=test.ci_high,
+            t_pvalue=test.t_pvalue, wilcoxon_pvalue=test.wilcoxon_pvalue, wins=test.wins, losses=test.losses,
+        )  # fmt: skip
+    for target, changes in ((response.improved, report.error_analysis.improved),
+                            (response.regressed, report.error_analysis.regressed)):  # fmt: skip
+        for change in changes:
+            target.add(query_id=change.query_id, query=change.query, value_a=change.value_a, value_b=change.value_b)
     return response

@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from rag_factory.hooks.manager import build_plugin_manager
+from rag_factory.jobs.job_manager import JobManager
 from rag_factory.models.embedding.loader import CustomModelLoader
 from rag_factory.models.embedding.registry import ModelRegistry
 from rag_factory.models.evaluation.ab_testing import ABTestingFramework
@@ -31,15 +32,21 @@ from sidecar.gen.rag_factory.v1 import (
     ab_pb2_grpc,
     embedding_pb2,
     embedding_pb2_grpc,
+    evaluation_pb2,
+    evaluation_pb2_grpc,
     model_pb2,
     model_pb2_grpc,
     registry_pb2,
     registry_pb2_grpc,
+    training_pb2,
+    training_pb2_grpc,
 )
 from sidecar.servicers.ab import ABTestServicer
 from sidecar.servicers.embedding import EmbeddingServicer
+from sidecar.servicers.evaluation import EvaluationServicer
 from sidecar.servicers.model import ModelServicer
 from sidecar.servicers.registry import RegistryServicer
+from sidecar.servicers.training import TrainingServicer
 from sidecar.settings import SidecarSettings
 
 logger = logging.getLogger(__name__)
@@ -49,6 +56,8 @@ SERVICE_NAMES = (
     model_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
     registry_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
     ab_pb2.DESCRIPTOR.services_by_name["ABTestService"].full_name,
+    training_pb2.DESCRIPTOR.services_by_name["TrainingService"].full_name,
+    evaluation_pb2.DESCRIPTOR.services_by_name["EvaluationService"].full_name,
 )
 
 
@@ -71,6 +80,7 @@ class SidecarServices:
     metrics: ServingMetrics
     rollouts: RolloutManager
     router: ABRouter
+    jobs: JobManager
     health: health.HealthServicer = field(default_factory=lambda: health.HealthServicer(experimental_non_blocking=True))
     ready: threading.Event = field(default_factory=threading.Event)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
@@ -84,6 +94,7 @@ class SidecarServices:
         for callback in self.on_stop:
             callback()
         self.engine.close()
+        self.jobs.close()
         self.registry.close()
 
 
@@ -111,7 +122,11 @@ def build_services(settings: SidecarSettings, *, plugins: tuple[object, ...] = (
     )
     engine.add_listener(router.on_served)
     rollouts.warm_up = engine.load
-    services = SidecarServices(settings, registry, loader, engine, hooks, metrics, rollouts, router)
+    jobs = JobManager(registry.path)
+    interrupted = jobs.recover()  # a job "running" before a restart has lost its worker
+    if interrupted:
+        logger.warning("marked %d job(s) interrupted: %s", len(interrupted), ", ".join(interrupted))
+    services = SidecarServices(settings, registry, loader, engine, hooks, metrics, rollouts, router, jobs)
     if embedding.ab_testing.enabled:
         _start_rollout_ticker(services, embedding.ab_testing.tick_interval_s)
     return services
@@ -199,6 +214,8 @@ def build_server(settings: SidecarSettings, services: SidecarServices | None = N
     )
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(services.registry), server)
     ab_pb2_grpc.add_ABTestServiceServicer_to_server(ABTestServicer(services.rollouts, services.router), server)
+    training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(services.jobs), server)
+    evaluation_pb2_grpc.add_EvaluationServiceServicer_to_server(EvaluationServicer(services.engine), server)
     for name in ("", *SERVICE_NAMES):
         services.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(services.health, server)

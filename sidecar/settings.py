@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, Field, ValidationError
 
-from rag_factory.errors import InvalidConfigError
+from rag_factory.errors import InvalidConfigError, describe_validation_error
 from rag_factory.serving.engine import BatchingConfig
 from rag_factory.serving.limits import RequestLimits
 
@@ -112,5 +112,5 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     try:
         return SidecarSettings.model_validate(tree)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = describe_validation_error(exc)
         raise InvalidConfigError(f"invalid sidecar settings: {problems}") from exc

@@ -15,9 +15,11 @@ CommandAdder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"],
 
 
 def _command_adders() -> list[CommandAdder]:
-    from rag_factory.cli import ab, demo, registry, serve
+    from rag_factory.cli import ab, demo, evaluate, registry, serve, train
 
-    return [registry.add_parser, serve.add_parser, ab.add_parser, demo.add_parser]
+    return [
+        registry.add_parser, serve.add_parser, ab.add_parser, demo.add_parser, train.add_parser, evaluate.add_parser
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

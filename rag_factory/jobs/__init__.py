@@ -1,0 +1,1 @@
+"""Long-running jobs (fine-tuning): durable state, subprocess workers, event streams, cancellation."""

@@ -1,0 +1,350 @@
+"""``fine_tune``: prepare, mine, train with the sentence-transformers trainer, evaluate, export and register."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from rag_factory.errors import TrainingCancelledError
+from rag_factory.models.embedding.registry import ModelRegistry
+from rag_factory.models.evaluation.exact_search import evaluate_encoder, search
+from rag_factory.models.evaluation.retrieval_metrics import evaluate_run
+from rag_factory.models.evaluation.significance import PairedComparison, compare_paired
+from rag_factory.models.training.config import FineTuneConfig
+from rag_factory.models.training.events import CancelCallback, EventCallback, EventSink, TrainingEvent
+from rag_factory.models.training.mining import encode_corpus, mine_hard_negatives
+from rag_factory.models.training.preparation import (
+    PreparedRun,
+    make_validation_evaluator,
+    prepare,
+    title_pairs,
+    validation_corpus,
+)
+from rag_factory.models.training.strategies import StrategyInputs, make_student
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+logger = logging.getLogger(__name__)
+
+Encoder = Callable[[Sequence[str]], npt.NDArray[np.float32]]
+BEST_METRIC = "eval_validation_cosine_ndcg@10"
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """The values a search varies."""
+
+    learning_rate: float
+    epochs: int
+    batch_size: int
+
+
+@dataclass
+class TrainOutcome:
+    """What one training session produced (the model is trained in place)."""
+
+    validation: dict[str, float]  # metrics of the restored best checkpoint ({} without validation)
+    epochs_trained: float
+    seconds: float
+    rows: int
+    steps: int
+
+
+@dataclass
+class FineTuneResult:
+    """Everything a run measured and produced."""
+
+    output_dir: Path = field(metadata={"doc": "The sentence-transformers directory (with onnx/ when exported)."})
+    strategy: str
+    hyperparameters: dict[str, float]
+    base_validation: dict[str, float]
+    validation: dict[str, float]
+    base_test: dict[str, float] | None
+    test: dict[str, float] | None
+    comparison: PairedComparison | None  # paired test of test nDCG@10, fine-tuned vs base
+    epochs_trained: float
+    train_rows: int
+    train_seconds: float
+    total_seconds: float
+    model_size_mb: float
+    latency_ms: float  # one batch of 32 queries on the training device
+    model_id: str | None = None
+    model_ref: str | None = None
+    search_trials: list[dict[str, float]] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (the trainer seeds again from its arguments)."""
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_sentence_transformer(path: Path | str, device: str) -> SentenceTransformer:
+    """Load a sentence-transformers (or plain transformers) directory without touching any hub."""
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(path), device=device, local_files_only=True)
+    # Widget examples would copy training texts into the model card.
+    model.model_card_data.generate_widget_examples = False
+    return model
+
+
+def encoder_of(model: SentenceTransformer, max_seq_length: int, progress: bool = False) -> Encoder:
+    """``model.encode`` at ``max_seq_length`` with normalised float32 output."""
+
+    def encode(texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        previous, model.max_seq_length = model.max_seq_length, max_seq_length
+        try:
+            vectors = model.encode(
+                list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress
+            )
+        finally:
+            model.max_seq_length = previous
+        return np.asarray(vectors, dtype=np.float32)
+
+    return encode
+
+
+def train_once(
+    model: SentenceTransformer,
+    run: PreparedRun,
+    rows: dict[str, list[Any]],
+    inputs: StrategyInputs,
+    params: Hyperparameters,
+    output_dir: Path,
+    *,
+    evaluator: Any | None,
+    callbacks: Sequence[Any] = (),
+) -> TrainOutcome:
+    """One session of the sentence-transformers trainer on ``rows``; restores the best validation checkpoint."""
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    from transformers import EarlyStoppingCallback
+
+    config = run.config
+    dataset = Dataset.from_dict(rows)
+    steps_per_epoch = math.ceil(len(dataset) / params.batch_size)
+    every = "steps" if config.eval_steps else "epoch"
+    validate = evaluator is not None
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=params.epochs,
+        per_device_train_batch_size=params.batch_size,
+        learning_rate=params.learning_rate,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of all steps
+        weight_decay=config.weight_decay,
+        batch_sampler=BatchSamplers.BATCH_SAMPLER if run.strategy.trains_student else BatchSamplers.NO_DUPLICATES,
+        eval_strategy=every if validate else "no",
+        eval_steps=config.eval_steps,
+        save_strategy=every if validate else "no",
+        save_steps=config.eval_steps or 500,
+        save_total_limit=2,
+        save_only_model=True,
+        load_best_model_at_end=validate,
+        metric_for_best_model=BEST_METRIC if validate else None,
+        greater_is_better=True,
+        logging_steps=max(1, steps_per_epoch // 4),
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        use_cpu=config.device == "cpu",
+        disable_tqdm=not config.show_progress,
+        dataloader_num_workers=0,
+    )
+    trainer_callbacks = list(callbacks)
+    if validate and config.early_stopping_patience:
+        trainer_callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
+    inference_length = model.max_seq_length
+    model.max_seq_length = config.train_max_seq_length
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        loss=run.strategy.build_loss(model, inputs),
+        evaluator=evaluator,
+        callbacks=trainer_callbacks,
+    )
+    started = time.perf_counter()
+    try:
+        trainer.train()
+    finally:
+        model.max_seq_length = inference_length
+    seconds = time.perf_counter() - started
+    state = trainer.state
+    best: dict[str, float] = {}
+    for entry in state.log_history:
+        if BEST_METRIC in entry and (not best or entry[BEST_METRIC] == state.best_metric):
+            best = {k.removeprefix("eval_validation_cosine_"): float(v) for k, v in entry.items() if "validation" in k}
+            if entry[BEST_METRIC] == state.best_metric:
+                break
+    shutil.rmtree(output_dir, ignore_errors=True)  # checkpoints; the caller saves the restored model
+    return TrainOutcome(best, float(state.epoch or 0.0), seconds, len(dataset), state.global_step)
+
+
+def _subset_metrics(
+    query_vectors: npt.NDArray[np.float32],
+    doc_vectors: npt.NDArray[np.float32],
+    run: PreparedRun,
+    corpus: dict[str, str],
+) -> dict[str, float]:
+    doc_ids = list(run.data.corpus)
+    keep = [i for i, d in enumerate(doc_ids) if d in corpus]
+    positives = run.validation.positives()
+    found = search(query_vectors, doc_vectors[keep], list(positives), [doc_ids[i] for i in keep], top_k=100)
+    qrels = {q: dict.fromkeys(docs, 1) for q, docs in positives.items()}
+    return evaluate_run(found, qrels, ("ndcg@10", "mrr@10", "recall@100"))
+
+
+def _check_cancel(cancel: threading.Event | None, stage: str) -> None:
+    if cancel is not None and cancel.is_set():
+        raise TrainingCancelledError(f"training was cancelled during {stage}; nothing was registered")
+
+
+def fine_tune(
+    config: FineTuneConfig,
+    *,
+    on_event: EventSink | None = None,
+    cancel: threading.Event | None = None,
+    exclude_ids: Sequence[str] | None = None,
+) -> FineTuneResult:
+    """Fine-tune the base model on ``config.data`` and export, evaluate and register the result.
+
+    Every input is checked before any model is loaded. The test split (BEIR data) is evaluated once,
+    after training, and never used for a choice; choices (best epoch, search) use validation only.
+
+    Args:
+        config: The run; its defaults are the default recipe.
+        on_event: Receives progress events (mining, step, evaluation, export, registered, done).
+        cancel: When set, training stops at the next step and ``TrainingCancelledError`` is raised.
+        exclude_ids: Query ids to leave out of training and validation.
+
+    Returns:
+        Metrics, paths and the registered id (when ``config.registry_path`` is set).
+
+    Raises:
+        DatasetError, UnknownFormatError, ModelNotFoundError, HubModelNotAvailableError: Bad inputs,
+            raised before training.
+        TrainingCancelledError: ``cancel`` was set; nothing was exported or registered.
+    """
+    from rag_factory.models.training.export import export_model, measure_latency_ms
+    from rag_factory.models.training.hparam_search import search_hyperparameters
+
+    started = time.perf_counter()
+    emit: EventSink = on_event or (lambda event: None)
+    registry = ModelRegistry(config.registry_path) if config.registry_path is not None else None
+    try:
+        run = prepare(config, registry, list(exclude_ids or ()))
+        seed_everything(config.seed)
+        base = load_sentence_transformer(run.base_path, config.device)
+        length: int = config.max_seq_length or int(base.max_seq_length or 256)
+        base.max_seq_length = length
+        encode_base = encoder_of(base, length, config.show_progress)
+        cache = config.work_dir / "cache"
+        base_key = f"{run.base_path}:{run.base_path.stat().st_mtime_ns}:{length}"
+        doc_vectors = encode_corpus(encode_base, run.data, model_key=base_key, cache_dir=cache)
+        inputs = StrategyInputs(num_negatives=config.num_negatives, seed=config.seed)
+        if run.strategy.needs_negatives:
+            emit(TrainingEvent(kind="mining", message=f"mining {config.num_negatives} negatives per query"))
+            inputs.negatives = mine_hard_negatives(
+                run.train, encode_base, model_key=base_key, num_negatives=config.num_negatives,
+                top_k=config.mining_top_k, margin=config.mining_margin, cache_dir=cache,
+                doc_vectors=doc_vectors, progress=config.show_progress,
+            )  # fmt: skip
+            _check_cancel(cancel, "mining")
+        if run.strategy.trains_student:
+            teacher = base
+            if config.teacher_model is not None:
+                from rag_factory.models.embedding.hub import resolve_model_path
+
+                teacher = load_sentence_transformer(resolve_model_path(config.teacher_model), config.device)
+            inputs.teacher = encoder_of(teacher, length)
+        evaluator, corpus, base_validation = None, {}, {}
+        if run.validation.pairs:
+            val_queries = encode_base([run.validation.queries[q] for q in run.validation.positives()])
+            corpus = validation_corpus(run, val_queries, doc_vectors)
+            base_validation = _subset_metrics(val_queries, doc_vectors, run, corpus)
+            evaluator = make_validation_evaluator(run, corpus, length)
+        train_data = title_pairs(run, config.title_pseudo_queries)
+        rows = run.strategy.build_rows(train_data, inputs)
+
+        def fresh_model() -> SentenceTransformer:
+            model = load_sentence_transformer(run.base_path, config.device)
+            model.max_seq_length = length
+            return make_student(model, config.student_layers) if run.strategy.trains_student else model
+
+        params = Hyperparameters(config.learning_rate, config.epochs, config.batch_size)
+        trials: list[dict[str, float]] = []
+        if config.search is not None and evaluator is not None:
+            params, trials = search_hyperparameters(
+                run, rows, inputs, evaluator, fresh_model, config.search, cancel=cancel
+            )
+            _check_cancel(cancel, "the hyperparameter search")
+        callbacks: list[Any] = [EventCallback(emit)]
+        if cancel is not None:
+            callbacks.append(CancelCallback(cancel))
+        model = fresh_model()
+        outcome = train_once(
+            model, run, rows, inputs, params, config.work_dir / "checkpoints", evaluator=evaluator, callbacks=callbacks
+        )
+        _check_cancel(cancel, "training")
+
+        output_dir = config.output_dir or config.work_dir / "model"
+        emit(TrainingEvent(kind="export", epoch=outcome.epochs_trained, message=f"exporting to {output_dir}"))
+        size_mb = export_model(model, output_dir, onnx=config.export_onnx)
+        base_test = test = comparison = None
+        if run.test is not None:
+            split = config.test_split or "test"
+            base_eval = evaluate_encoder(encode_base, run.test, split, doc_vectors=doc_vectors)
+            final_eval = evaluate_encoder(encoder_of(model, length, config.show_progress), run.test, split)
+            base_test, test = base_eval.metrics, final_eval.metrics
+            comparison = compare_paired(
+                base_eval.per_query["ndcg@10"], final_eval.per_query["ndcg@10"], metric="ndcg@10", seed=config.seed
+            )
+        result = FineTuneResult(
+            output_dir=output_dir,
+            strategy=config.strategy,
+            hyperparameters={"learning_rate": params.learning_rate, "epochs": params.epochs,
+                             "batch_size": params.batch_size, "train_max_seq_length": config.train_max_seq_length,
+                             "max_seq_length": length, "warmup_ratio": config.warmup_ratio, "seed": config.seed},
+            base_validation=base_validation,
+            validation=outcome.validation,
+            base_test=base_test,
+            test=test,
+            comparison=comparison,
+            epochs_trained=outcome.epochs_trained,
+            train_rows=outcome.rows,
+            train_seconds=outcome.seconds,
+            total_seconds=0.0,
+            model_size_mb=size_mb,
+            latency_ms=measure_latency_ms(model, list(run.data.queries.values())[:32]),
+            search_trials=trials,
+        )  # fmt: skip
+        _check_cancel(cancel, "evaluation")
+        if registry is not None and config.register_result and run.base_record is not None:
+            from rag_factory.models.training.registration import register_fine_tuned
+
+            record = register_fine_tuned(registry, run, result)
+            result.model_id, result.model_ref = record.model_id, record.ref
+            emit(TrainingEvent(kind="registered", message=f"registered {record.ref} as candidate"))
+        result.total_seconds = time.perf_counter() - started
+        emit(TrainingEvent(kind="done", epoch=outcome.epochs_trained, metrics=test or outcome.validation))
+        return result
+    finally:
+        if registry is not None:
+            registry.close()

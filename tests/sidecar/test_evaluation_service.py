@@ -1,0 +1,54 @@
+"""EvaluationService on the real sidecar: streamed progress, cached re-runs, paired comparisons, bad input."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from rag_factory.data import bundled_dataset
+from sidecar.gen.rag_factory.v1 import evaluation_pb2, evaluation_pb2_grpc
+
+pytestmark = pytest.mark.slow
+DATA = str(bundled_dataset("scifact_mini"))
+
+
+def _evaluate(channel: grpc.Channel, model: str, **fields: object) -> list[evaluation_pb2.EvaluateResponse]:
+    stub = evaluation_pb2_grpc.EvaluationServiceStub(channel)
+    request = evaluation_pb2.EvaluateRequest(model=model, data_dir=DATA, **fields)  # type: ignore[arg-type]
+    return list(stub.Evaluate(request, timeout=300))
+
+
+def test_evaluate_streams_progress_then_the_metrics(channel: grpc.Channel) -> None:
+    responses = _evaluate(channel, "minilm@1.1.0")
+    assert all(r.HasField("progress") for r in responses[:-1]) and len(responses) > 1
+    result = responses[-1].result
+    assert (result.model_id, result.backend, result.precision) == ("minilm-onnx-int8", "onnx", "int8")
+    assert (result.dataset, result.split, result.n_queries) == ("scifact_mini", "test", 100)
+    assert 0.5 < result.metrics["ndcg@10"] < 1.0
+    again = _evaluate(channel, "minilm@1.1.0")[-1].result
+    assert again.corpus_cache_hit and again.metrics["ndcg@10"] == pytest.approx(result.metrics["ndcg@10"])
+
+
+def test_compare_retrieval_reports_paired_tests(channel: grpc.Channel) -> None:
+    stub = evaluation_pb2_grpc.EvaluationServiceStub(channel)
+    response = stub.CompareRetrieval(
+        evaluation_pb2.CompareRetrievalRequest(model_a="minilm-onnx", model_b="minilm-onnx-int8", data_dir=DATA),
+        timeout=300,
+    )
+    ndcg = next(m for m in response.metrics if m.metric == "ndcg@10")
+    assert ndcg.ci_low <= ndcg.mean_b - ndcg.mean_a <= ndcg.ci_high
+    assert 0.0 <= ndcg.t_pvalue <= 1.0 and ndcg.wins + ndcg.losses <= 100
+
+
+@pytest.mark.parametrize(
+    ("model", "fields", "code"),
+    [("minilm-onnx", {"split": "dev"}, grpc.StatusCode.INVALID_ARGUMENT),
+     ("ghost@1.0.0", {}, grpc.StatusCode.NOT_FOUND)],
+    ids=["split-without-qrels", "unknown-model"],
+)
+def test_bad_evaluations_get_clear_errors(
+    channel: grpc.Channel, model: str, fields: dict[str, object], code: grpc.StatusCode
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        _evaluate(channel, model, **fields)
+    assert caught.value.code() == code
