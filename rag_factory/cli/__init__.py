@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -14,22 +15,35 @@ from rag_factory.errors import RagFactoryError
 CommandAdder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
-def _command_adders() -> list[CommandAdder]:
-    from rag_factory.cli import ab, demo, evaluate, registry, serve, train
+# Command name -> module adding it. Only the module of the command being run is imported, so
+# `rag-factory serve` does not pay for torch (train) or scipy (ab, eval) before it starts serving.
+COMMAND_MODULES: dict[str, str] = {
+    "registry": "rag_factory.cli.registry",
+    "serve": "rag_factory.cli.serve",
+    "ab": "rag_factory.cli.ab",
+    "demo": "rag_factory.cli.demo",
+    "train": "rag_factory.cli.train",
+    "eval": "rag_factory.cli.evaluate",
+    "compare": "rag_factory.cli.evaluate",
+    "bench": "rag_factory.cli.evaluate",
+}
 
-    return [
-        registry.add_parser, serve.add_parser, ab.add_parser, demo.add_parser, train.add_parser, evaluate.add_parser
-    ]
+
+def _command_adders(argv: Sequence[str] | None = None) -> list[CommandAdder]:
+    words = [word for word in (argv or ()) if not word.startswith("-")]
+    wanted = COMMAND_MODULES.get(words[0]) if words else None
+    modules = [wanted] if wanted else list(dict.fromkeys(COMMAND_MODULES.values()))
+    return [importlib.import_module(module).add_parser for module in modules]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every command group attached."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every command group, or only the one ``argv`` runs."""
     parser = argparse.ArgumentParser(
         prog="rag-factory", description="Fine-tune, serve, compare and roll out embedding models."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in _command_adders():
+    for add in _command_adders(argv):
         add(subparsers)
     return parser
 
@@ -48,7 +62,8 @@ def prepare_process_environment() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rag-factory`` console script."""
     prepare_process_environment()
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(arguments).parse_args(arguments)
     # Third-party libraries log chatty INFO lines on the root logger; ours stay at INFO.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("rag_factory").setLevel(logging.DEBUG if args.verbose else logging.INFO)

@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run every stage of the demo and print what each shows."""
-    from rag_factory.demo import registry_stage, sidecar_stage
+    from rag_factory.demo import ab_stage, finetune_stage, registry_stage, report_stage, sidecar_stage
 
     workdir = Path(args.workdir).resolve()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -34,10 +34,14 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     registry_stage.register_models(ctx)
     registry_stage.compare_backends(ctx)
+    finetune_stage.fine_tune_candidate(ctx)
     with sidecar_stage.running_sidecar(ctx):
         sidecar_stage.llama_index_through_the_sidecar(ctx)
+        ab_stage.ab_test_and_rollout(ctx)
+    report_stage.write_report(ctx)
 
     section("Done")
     print(f"registry: {ctx.registry.path / 'registry.db'} ({len(ctx.registry.list_models())} models)")
     print(f"try: .venv/bin/rag-factory registry --registry {ctx.registry.path} list")
+    print(f"     .venv/bin/rag-factory ab --registry {ctx.registry.path} list")
     return 0

@@ -11,8 +11,6 @@ from rag_factory.models.embedding.hub import DEFAULT_BASE_MODEL
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Attach the ``train`` command."""
-    from rag_factory.models.training.strategies import STRATEGIES
-
     parser = subparsers.add_parser(
         "train",
         help="fine-tune an embedding model (default recipe: only --data is needed)",
@@ -21,7 +19,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--data", required=True, type=Path, help="BEIR directory, LlamaIndex JSON or query-log JSONL")
     parser.add_argument("--corpus", type=Path, default=None, help="corpus JSONL, for query logs")
     parser.add_argument("--base", default=DEFAULT_BASE_MODEL, help="base model: registry reference, path or hub id")
-    parser.add_argument("--strategy", default=None, choices=sorted(STRATEGIES), help="training strategy")
+    # Not argparse choices: listing them would import torch; an unknown name gets a typed error naming them.
+    parser.add_argument(
+        "--strategy", default=None, help="training strategy: mnrl, cached_mnrl, triplet, hard_negative, distillation"
+    )
     parser.add_argument("--out", type=Path, default=None, help="directory receiving the sentence-transformers model")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="training device")
     parser.add_argument("--registry", default=DEFAULT_REGISTRY, help="model registry directory")

@@ -69,7 +69,7 @@ def llama_index_through_the_sidecar(ctx: DemoContext) -> None:
 
     from plugin import MODEL_ID_KEY, MODEL_VERSION_KEY, RagFactoryEmbedding, assert_single_vector_space
 
-    section("4. LlamaIndex through the sidecar (plugin: RagFactoryEmbedding)")
+    section("5. LlamaIndex through the sidecar (plugin: RagFactoryEmbedding)")
     dataset = ctx.dataset
     test = dataset.split("test")
     relevant = {d for docs in test.values() for d in docs}
