@@ -16,6 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Attach the ``demo`` command."""
     parser = subparsers.add_parser("demo", help="run the end-to-end demo on the bundled defaults")
     parser.add_argument("--workdir", default="demo_output", help="where the demo writes (replaced each run)")
+    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default: the recipe's)")
     parser.set_defaults(func=run_demo)
 
 
@@ -34,7 +35,7 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     registry_stage.register_models(ctx)
     registry_stage.compare_backends(ctx)
-    finetune_stage.fine_tune_candidate(ctx)
+    finetune_stage.fine_tune_candidate(ctx, epochs=args.epochs)
     with sidecar_stage.running_sidecar(ctx):
         sidecar_stage.llama_index_through_the_sidecar(ctx)
         ab_stage.ab_test_and_rollout(ctx)

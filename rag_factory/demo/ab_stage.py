@@ -8,7 +8,7 @@ import numpy as np
 
 from rag_factory.demo.context import DemoContext, section
 
-STEPS = [0.1, 0.5, 1.0]
+STEPS = [0.2, 0.5, 1.0]
 
 
 def ab_test_and_rollout(ctx: DemoContext) -> None:
@@ -17,7 +17,7 @@ def ab_test_and_rollout(ctx: DemoContext) -> None:
 
     from sidecar.gen.rag_factory.v1 import ab_pb2, ab_pb2_grpc, embedding_pb2, embedding_pb2_grpc
 
-    section("6. A/B test in the sidecar: base (A) vs fine-tuned (B), canary ramp 10% -> 50% -> 100%")
+    section("6. A/B test in the sidecar: base (A) vs fine-tuned (B), canary ramp 20% -> 50% -> 100%")
     dataset = ctx.dataset
     test = dataset.split("test")
     doc_ids = list(dataset.corpus)
@@ -30,7 +30,7 @@ def ab_test_and_rollout(ctx: DemoContext) -> None:
     channel = grpc.insecure_channel(ctx.sidecar_address)
     ab = ab_pb2_grpc.ABTestServiceStub(channel)  # type: ignore[no-untyped-call]
     embed = embedding_pb2_grpc.EmbeddingServiceStub(channel)  # type: ignore[no-untyped-call]
-    plan = ab_pb2.RampPlan(steps=STEPS, min_samples_per_step=40, min_step_duration_s=0.0, max_error_rate=0.05)
+    plan = ab_pb2.RampPlan(steps=STEPS, min_samples_per_step=30, min_step_duration_s=0.0, max_error_rate=0.05)
     ab.StartExperiment(ab_pb2.StartExperimentRequest(
         name="scifact-canary", model_name="minilm", candidate=ctx.models["fine_tuned"], plan=plan,
         minimum_samples=60), timeout=120)  # fmt: skip
@@ -46,6 +46,10 @@ def ab_test_and_rollout(ctx: DemoContext) -> None:
         ranking = np.argsort(-(corpus[response.served_by.model_id] @ vector))[:5]
         top = [doc_ids[i] for i in ranking]
         rank = next((i + 1 for i, d in enumerate(top) if d in test[qid]), 0)
+        if not response.served_by.experiment:  # the experiment has ended; this request was not routed
+            status = ab.GetExperiment(ab_pb2.GetExperimentRequest(name="scifact-canary"), timeout=10).experiment.status
+            request += 1
+            continue
         ab.RecordOutcome(ab_pb2.RecordOutcomeRequest(request_id=response.request_id, clicked_rank=rank), timeout=10)
         arm = "candidate" if response.served_by.variant == 2 else "control"
         clicks[arm][0] += rank > 0

@@ -6,7 +6,7 @@ from rag_factory.data import bundled_dataset
 from rag_factory.demo.context import DemoContext, section
 
 
-def fine_tune_candidate(ctx: DemoContext) -> None:
+def fine_tune_candidate(ctx: DemoContext, epochs: int | None = None) -> None:
     """Run the default recipe (validation from train only), register it with lineage, print base vs tuned."""
     from rag_factory.models.training.config import FineTuneConfig
     from rag_factory.models.training.trainer import fine_tune
@@ -18,6 +18,7 @@ def fine_tune_candidate(ctx: DemoContext) -> None:
         registry_path=ctx.registry.path,
         work_dir=ctx.workdir / "training",
         output_dir=ctx.workdir / "fine-tuned",
+        **({"epochs": epochs} if epochs else {}),
     )
     printed: set[str] = set()
 

@@ -24,7 +24,7 @@ def test_unknown_strategy_names_the_valid_ones() -> None:
     [
         ("mnrl", {}),
         ("cached_mnrl", {"batch_size": 32}),
-        ("triplet", {}),
+        ("triplet", {"learning_rate": 3e-5}),  # TripletLoss with one negative overshoots at 1e-4 here
         ("hard_negative", {"num_negatives": 2}),
     ],
     ids=["mnrl", "cached-mnrl", "triplet", "hard-negative"],
