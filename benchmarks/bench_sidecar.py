@@ -57,7 +57,8 @@ def start_sidecar(registry: Path, cache: Path, batching: dict[str, object]) -> t
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
-                if stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status == health_pb2.HealthCheckResponse.SERVING:
+                status = stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
                     break
             except grpc.RpcError:
                 pass
@@ -168,7 +169,8 @@ def main() -> None:
     print("\n| 8 concurrent clients, 1 text per request | texts/s |")
     print("|---|---|")
     print(f"| micro-batching on (max_wait 2 ms) | {results['concurrent_8_clients_microbatching_texts_per_s']:.0f} |")
-    print(f"| micro-batching off (1 text per forward pass) | {results['concurrent_8_clients_no_batching_texts_per_s']:.0f} |")
+    no_batching = results["concurrent_8_clients_no_batching_texts_per_s"]
+    print(f"| micro-batching off (1 text per forward pass) | {no_batching:.0f} |")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(results, indent=2))
 
