@@ -216,20 +216,17 @@ class RolloutManager:
             )
             notify_safely(self.hooks.hook.rag_factory_on_rollout, event=event)
 
-    def _b_error_rate(self, state: RolloutState) -> tuple[float, int]:
+    def _step_figures(self, state: RolloutState) -> tuple[float, int, int]:
+        """B's error rate and error-sample count, and B's served requests, since the current step began."""
         columns = self.framework.store.load_results(state.test_name)
+        in_step = columns.is_b & (columns.timestamps >= state.step_started_at)
         errors = columns.metrics.get("error")
-        if errors is None:
-            return 0.0, 0
-        chosen = columns.is_b & (columns.timestamps >= state.step_started_at) & ~np.isnan(errors)
-        count = int(chosen.sum())
-        return (float(errors[chosen].mean()) if count else 0.0), count
-
-    def _b_samples_in_step(self, state: RolloutState) -> int:
-        columns = self.framework.store.load_results(state.test_name)
+        with_error = in_step & ~np.isnan(errors) if errors is not None else np.zeros(len(columns), dtype=bool)
+        error_samples = int(with_error.sum())
+        error_rate = float(errors[with_error].mean()) if errors is not None and error_samples else 0.0
         latency = columns.metrics.get("latency_ms")
-        served = ~np.isnan(latency) if latency is not None else np.ones(len(columns), dtype=bool)
-        return int((columns.is_b & served & (columns.timestamps >= state.step_started_at)).sum())
+        served = in_step & ~np.isnan(latency) if latency is not None else in_step
+        return error_rate, error_samples, int(served.sum())
 
     def tick(self, test_name: str) -> RolloutState:
         """Check one ramping rollout: roll back on a breach, advance or promote when a step is done."""
@@ -237,7 +234,7 @@ class RolloutManager:
             state = self.state(test_name)
             if state.status != "ramping":
                 return state
-            error_rate, error_samples = self._b_error_rate(state)
+            error_rate, error_samples, samples = self._step_figures(state)
             if error_samples >= state.plan.min_error_samples and error_rate > state.plan.max_error_rate:
                 limit = state.plan.max_error_rate
                 return self.rollback(test_name, f"candidate error rate {error_rate:.1%} > {limit:.1%}")
@@ -253,7 +250,6 @@ class RolloutManager:
                     for c in breaches
                 )
                 return self.rollback(test_name, f"guardrail breached: {described}")
-            samples = self._b_samples_in_step(state)
             held = self.clock() - state.step_started_at
             if samples < state.plan.min_samples_per_step or held < state.plan.min_step_duration_s:
                 return state
