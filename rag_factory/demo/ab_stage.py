@@ -50,7 +50,15 @@ def ab_test_and_rollout(ctx: DemoContext) -> None:
             status = ab.GetExperiment(ab_pb2.GetExperimentRequest(name="scifact-canary"), timeout=10).experiment.status
             request += 1
             continue
-        ab.RecordOutcome(ab_pb2.RecordOutcomeRequest(request_id=response.request_id, clicked_rank=rank), timeout=10)
+        try:
+            ab.RecordOutcome(ab_pb2.RecordOutcomeRequest(request_id=response.request_id, clicked_rank=rank), timeout=10)
+        except grpc.RpcError as exc:
+            # The rollout decided between this request and its outcome: late outcomes are refused.
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            status = ab.GetExperiment(ab_pb2.GetExperimentRequest(name="scifact-canary"), timeout=10).experiment.status
+            request += 1
+            continue
         arm = "candidate" if response.served_by.variant == 2 else "control"
         clicks[arm][0] += rank > 0
         clicks[arm][1] += 1

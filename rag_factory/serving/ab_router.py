@@ -73,18 +73,20 @@ class ABRouter:
         except NotFoundError:
             return
         model_id = state.model_b_id if served.variant == CANDIDATE else state.model_a_id
-        store = self.rollouts.store
+        # The assignment is stored first: the response carries the experiment's name, so a client
+        # reporting its outcome must get "experiment ended" rather than "never served" when the
+        # rollout stops the experiment between routing and this call.
+        self.rollouts.store.assign_request(
+            RequestAssignment(
+                request_id=outcome.request_id,
+                test_name=served.experiment,
+                variant="B" if served.variant == CANDIDATE else "A",
+                model_id=model_id,
+            )
+        )
         try:
             self.rollouts.framework.record_result(
                 served.experiment, model_id, {"latency_ms": outcome.total_ms, "error": float(served.fallback)}
-            )
-            store.assign_request(
-                RequestAssignment(
-                    request_id=outcome.request_id,
-                    test_name=served.experiment,
-                    variant="B" if served.variant == CANDIDATE else "A",
-                    model_id=model_id,
-                )
             )
         except (NotFoundError, FailedPreconditionError):
             logger.debug("experiment %s ended while request %s was served", served.experiment, outcome.request_id)
@@ -94,6 +96,7 @@ class ABRouter:
 
         Raises:
             NotFoundError: The request id was not routed by any experiment.
+            FailedPreconditionError: The experiment that routed it has ended; nothing is recorded.
             InvalidArgumentError: A value is not finite.
         """
         assignment = self.rollouts.store.find_request(request_id)
@@ -106,5 +109,13 @@ class ABRouter:
         bad = [name for name, value in metrics.items() if not math.isfinite(value)]
         if bad:
             raise InvalidArgumentError(f"outcome metrics must be finite numbers; not finite: {', '.join(bad)}")
-        self.rollouts.framework.record_result(assignment.test_name, assignment.model_id, dict(metrics))
+        try:
+            self.rollouts.framework.record_result(assignment.test_name, assignment.model_id, dict(metrics))
+        except FailedPreconditionError as exc:
+            raise FailedPreconditionError(
+                f"request {request_id!r} was served by A/B test {assignment.test_name!r}, which has ended; "
+                "outcomes that arrive after the decision are not recorded",
+                request_id=request_id,
+                test_name=assignment.test_name,
+            ) from exc
         return assignment
