@@ -102,7 +102,6 @@ def test_bad_outcomes_are_refused_and_nothing_is_recorded(
     assert (after.samples_a, after.samples_b) == (before.samples_a, before.samples_b)
 
 
-
 def test_an_outcome_arriving_after_the_experiment_ended_is_refused_as_late(ab_sidecar: Stubs) -> None:
     _start(ab_sidecar, plan=ab_pb2.RampPlan(steps=[0.5, 1.0], min_samples_per_step=10_000))
     served = ab_sidecar.call("someone")
@@ -113,6 +112,7 @@ def test_an_outcome_arriving_after_the_experiment_ended_is_refused_as_late(ab_si
     # Not NOT_FOUND: the request was routed by the experiment, which has since ended.
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "has ended" in caught.value.details() and "int8-canary" in caught.value.details()
+
 
 @pytest.mark.parametrize(
     ("candidate", "extra", "code", "fragment"),
