@@ -22,8 +22,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run every stage of the demo and print what each shows."""
+    from transformers.utils import logging as transformers_logging
+
     from rag_factory.demo import ab_stage, finetune_stage, registry_stage, report_stage, sidecar_stage
 
+    # A weight-loading bar per model load would bury the demo's own output.
+    transformers_logging.disable_progress_bar()
     workdir = Path(args.workdir).resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)

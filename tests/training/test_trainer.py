@@ -47,9 +47,13 @@ def test_early_stopping_restores_the_best_checkpoint(small_scifact: Path, traini
     assert rescored["ndcg@10"] == pytest.approx(max(scores), abs=2e-3)
 
 
-def test_events_report_steps_evaluations_and_done(small_scifact: Path, training_work_dir: Path) -> None:
+def test_events_report_steps_evaluations_and_done(
+    small_scifact: Path, training_work_dir: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     events: list[TrainingEvent] = []
     fine_tune(fast_config(small_scifact, training_work_dir, epochs=1), on_event=events.append)
+    # Without show_progress, progress arrives only as events: the trainer prints no log dicts.
+    assert "'loss'" not in capfd.readouterr().out
     kinds = [e.kind for e in events]
     assert kinds[-1] == "done" and "export" in kinds and "evaluation" in kinds
     steps = [e for e in events if e.kind == "step"]

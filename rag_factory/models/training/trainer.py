@@ -135,7 +135,7 @@ def train_once(
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
-    from transformers import EarlyStoppingCallback
+    from transformers import EarlyStoppingCallback, PrinterCallback
 
     config = run.config
     dataset = Dataset.from_dict(rows)
@@ -180,6 +180,9 @@ def train_once(
         evaluator=evaluator,
         callbacks=trainer_callbacks,
     )
+    if not config.show_progress:
+        # Without bars the trainer prints raw log dicts to stdout; events already report them.
+        trainer.remove_callback(PrinterCallback)
     started = time.perf_counter()
     try:
         trainer.train()
