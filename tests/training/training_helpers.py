@@ -35,6 +35,7 @@ def fast_config(data: Path, work_dir: Path, **overrides: Any) -> FineTuneConfig:
         "data": data,
         "work_dir": work_dir,
         "output_dir": work_dir / f"model-{overrides.get('strategy', 'mnrl')}",
+        "strategy": "mnrl",  # cheaper than the default's mined negatives; tests that need them say so
         "epochs": 2,
         "batch_size": 16,
         "learning_rate": 1e-4,
