@@ -44,14 +44,29 @@ def start_sidecar(registry: Path, cache: Path, batching: dict[str, object]) -> t
     """Start `rag-factory serve`; return the process, its address and seconds until SERVING."""
     port = _free_port()
     config = Path(tempfile.mkdtemp()) / "sidecar.yaml"
-    config.write_text(json.dumps({
-        "address": f"127.0.0.1:{port}", "load_entry_point_plugins": False, "batching": batching,
-        "models": {"embedding": {"default_model_id": "minilm-int8", "registry_path": str(registry),
-                                 "cache_dir": str(cache)}},
-    }))
+    config.write_text(
+        json.dumps(
+            {
+                "address": f"127.0.0.1:{port}",
+                "load_entry_point_plugins": False,
+                "batching": batching,
+                "models": {
+                    "embedding": {
+                        "default_model_id": "minilm-int8",
+                        "registry_path": str(registry),
+                        "cache_dir": str(cache),
+                    }
+                },
+            }
+        )
+    )
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "rag_factory.cli", "serve", "--config", str(config)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag_factory.cli", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     address = f"127.0.0.1:{port}"
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -85,7 +100,7 @@ def time_calls(call: object, batches: list[list[str]], repeats: int) -> float:
 def concurrent_throughput(address: str, texts: list[str], clients: int, per_client: int) -> float:
     """Texts per second with ``clients`` threads each sending single-text requests."""
     channel = grpc.insecure_channel(address)
-    stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+    stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)  # type: ignore[no-untyped-call]
     stub.Embed(embedding_pb2.EmbedRequest(texts=texts[:1]), timeout=30)
     barrier = threading.Barrier(clients + 1)
 
@@ -125,9 +140,16 @@ def main() -> None:
     onnx_dir = export_onnx(resolve_model_path(MINILM), work / "onnx")
     registry = ModelRegistry(work / "registry")
     registry.register_model(
-        EmbeddingModelMetadata(model_id="minilm-int8", model_name="minilm", version="1.0.0", format="onnx",
-                               embedding_dim=384, max_seq_length=256),
-        artifact_path=onnx_dir, load_config={"quantization": "int8"},
+        EmbeddingModelMetadata(
+            model_id="minilm-int8",
+            model_name="minilm",
+            version="1.0.0",
+            format="onnx",
+            embedding_dim=384,
+            max_seq_length=256,
+        ),
+        artifact_path=onnx_dir,
+        load_config={"quantization": "int8"},
     )
     _, local = registry.load_model("minilm-int8", CustomModelLoader(cache_dir=work / "cache"))
 
@@ -135,20 +157,26 @@ def main() -> None:
     process, address, startup_s = start_sidecar(work / "registry", work / "cache", {"max_wait_ms": 2})
     results["start_to_serving_s"] = startup_s
     channel = grpc.insecure_channel(address, options=[("grpc.max_receive_message_length", 16 * 1024 * 1024)])
-    stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+    stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)  # type: ignore[no-untyped-call]
 
     def remote(batch: list[str]) -> np.ndarray:
         response = stub.Embed(embedding_pb2.EmbedRequest(texts=batch), timeout=60)
         return np.frombuffer(response.packed, dtype="<f4").reshape(response.count, response.dimension)
 
     overhead = {}
-    for label, texts, size in (("queries, batch 1", queries, 1), ("queries, batch 32", queries, 32),
-                               ("documents, batch 32", docs, 32)):
+    for label, texts, size in (
+        ("queries, batch 1", queries, 1),
+        ("queries, batch 32", queries, 32),
+        ("documents, batch 32", docs, 32),
+    ):
         batches = [texts[i : i + size] for i in range(0, min(len(texts), 8 * size if size > 1 else 200), size)]
         in_process = time_calls(local.encode, batches, repeats=3)
         via_sidecar = time_calls(remote, batches, repeats=3)
-        overhead[label] = {"in_process_ms": in_process * 1e3, "sidecar_ms": via_sidecar * 1e3,
-                           "overhead_pct": (via_sidecar / in_process - 1) * 100}
+        overhead[label] = {
+            "in_process_ms": in_process * 1e3,
+            "sidecar_ms": via_sidecar * 1e3,
+            "overhead_pct": (via_sidecar / in_process - 1) * 100,
+        }
     assert np.allclose(remote(queries[:4]), local.encode(queries[:4]), atol=1e-6)
     results["overhead"] = overhead
     results["concurrent_8_clients_microbatching_texts_per_s"] = concurrent_throughput(address, queries, 8, 40)

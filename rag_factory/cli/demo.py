@@ -27,7 +27,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from rag_factory.demo import ab_stage, finetune_stage, registry_stage, report_stage, sidecar_stage
 
     # A weight-loading bar per model load would bury the demo's own output.
-    transformers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     workdir = Path(args.workdir).resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
