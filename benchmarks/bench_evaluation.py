@@ -76,6 +76,7 @@ def main() -> int:
         warm = evaluate(MINILM, data, loader=CustomModelLoader(cache_dir=work / "models"), **options)  # type: ignore[arg-type]
         results["int8"] = {
             "backend": f"{cold.backend}/{cold.precision}",
+            "runtime": cold.runtime,
             "queries": cold.n_queries,
             "documents": cold.n_documents,
             "ndcg@10": cold.metrics["ndcg@10"],
@@ -86,7 +87,7 @@ def main() -> int:
             "docs_per_s": cold.n_documents / cold.timings.corpus_embedding_s,
         }
         print(
-            f"int8 cold evaluation: {cold.timings.total_s:.1f} s (target <= 60 s), "
+            f"int8 cold evaluation ({cold.weights} on {cold.runtime}): {cold.timings.total_s:.1f} s (target <= 60 s), "
             f"nDCG@10 {cold.metrics['ndcg@10']:.4f}"
         )
         docs_per_s = cold.n_documents / cold.timings.corpus_embedding_s

@@ -191,7 +191,8 @@ def _history(registry: ModelRegistry | None, reports: Sequence[EvaluationReport]
 
 def _print_evaluation(report: EvaluationReport) -> None:
     print(
-        f"model:   {report.label} ({report.model_id})  backend {report.backend}/{report.precision} ({report.weights})"
+        f"model:   {report.label} ({report.model_id})  backend {report.backend}/{report.precision} "
+        f"({report.weights} on {report.runtime})"
     )
     print(f"dataset: {report.dataset}/{report.split}  {report.n_queries} queries, {report.n_documents} documents")
     print(

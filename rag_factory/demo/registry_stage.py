@@ -42,7 +42,7 @@ def register_models(ctx: DemoContext) -> None:
     onnx = registry.register_model(
         EmbeddingModelMetadata(
             model_id="minilm-onnx-int8-1.0.0", model_name="minilm-onnx", version="1.0.0", format="onnx",
-            base_model=base.model_id, description="ONNX Runtime, dynamic int8 quantisation",
+            base_model=base.model_id, description="static int8 ONNX (NNCF), run by OpenVINO",
             tags=["english", "int8"], **common,
         ),
         artifact_path=onnx_dir,

@@ -17,6 +17,7 @@ from rag_factory.errors import (
 )
 from rag_factory.models.embedding import CustomModelLoader, ModelConfig, ModelFormat, PoolingStrategy
 from rag_factory.models.embedding.backends.base import EmbeddingModel
+from rag_factory.models.embedding.static_int8 import is_static_int8
 
 pytestmark = pytest.mark.slow
 
@@ -117,18 +118,82 @@ def test_int8_onnx_stays_close_to_fp32(
     )
     assert model.info.precision == "int8"
     similarity = cosines(model.encode(sample_texts), reference)
-    assert similarity.mean() >= 0.99
-    assert similarity.min() >= 0.95
+    real, degenerate = similarity[:-3], similarity[-3:]  # sample_texts ends with "", "x" and "a " * 2000
+    assert real.mean() >= 0.995
+    assert real.min() >= 0.99
+    # Static int8 ranges come from calibration texts; inputs unlike any of them drift further.
+    assert degenerate.min() >= 0.93
 
 
-def test_int8_for_a_sentence_transformers_model_is_served_by_onnx_runtime(
+def test_int8_for_a_sentence_transformers_model_is_served_by_its_static_int8_onnx_graph(
     shared_loader: CustomModelLoader, sample_texts: list[str], reference: np.ndarray
 ) -> None:
     model = shared_loader.load_model(
         ModelConfig(model_path=MINILM_ID, model_format="sentence_transformers", quantization="int8")
     )
     assert (model.info.backend, model.info.precision) == ("onnx", "int8")
+    assert is_static_int8(Path(model.info.source))
+    assert model.info.details["provider"] == "OpenVINO CPU"  # OpenVINO runs static int8 fastest on CPU
     assert cosines(model.encode(sample_texts), reference).mean() >= 0.99
+
+
+def test_onnx_runtime_can_be_forced_for_the_int8_graph_and_agrees_with_openvino(
+    onnx_export_dir: Path, sample_texts: list[str]
+) -> None:
+    loader = CustomModelLoader(cache_dir=onnx_export_dir.parent / "unused-cache")
+    by_openvino = loader.load_model(
+        ModelConfig(model_path=str(onnx_export_dir), model_format="onnx", quantization="int8")
+    )
+    by_ort = loader.load_model(
+        ModelConfig(
+            model_path=str(onnx_export_dir),
+            model_format="onnx",
+            quantization="int8",
+            additional_config={"onnx_runtime": "onnxruntime"},
+        )
+    )
+    assert by_ort.info.details["provider"] == "CPUExecutionProvider"
+    assert cosines(by_ort.encode(sample_texts), by_openvino.encode(sample_texts)).min() >= 0.99
+
+
+def test_openvino_overlapping_batches_return_each_text_in_its_place(
+    shared_loader: CustomModelLoader, onnx_export_dir: Path, sample_texts: list[str]
+) -> None:
+    model = shared_loader.load_model(
+        ModelConfig(model_path=str(onnx_export_dir), model_format="onnx", quantization="int8")
+    )
+    one_by_one = np.vstack([model.encode([text]) for text in sample_texts])
+    overlapped = model.encode(sample_texts, batch_size=2)  # several batches in flight on two streams
+
+    assert cosines(overlapped, one_by_one).min() >= 0.999
+
+
+def test_a_dynamically_quantised_int8_graph_from_elsewhere_runs_on_onnx_runtime(
+    onnx_export_dir: Path, tmp_path: Path, sample_texts: list[str], reference: np.ndarray
+) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # The layout optimum / sentence-transformers exports use for their dynamic int8 graphs.
+    shipped = tmp_path / "shipped"
+    shutil.copytree(onnx_export_dir, shipped, ignore=shutil.ignore_patterns("model_int8.onnx"))
+    quantize_dynamic(
+        shipped / "model.onnx", shipped / "model_qint8_avx512_vnni.onnx", per_channel=True, weight_type=QuantType.QInt8
+    )
+
+    model = CustomModelLoader(cache_dir=tmp_path / "cache").load_model(
+        ModelConfig(model_path=str(shipped), model_format="onnx", quantization="int8")
+    )
+    assert Path(model.info.source).name == "model_qint8_avx512_vnni.onnx"  # used as shipped, not re-quantised
+    assert not is_static_int8(Path(model.info.source))
+    assert model.info.details["provider"] == "CPUExecutionProvider"
+    assert cosines(model.encode(sample_texts), reference).mean() >= 0.99
+
+
+def test_an_unknown_onnx_runtime_is_refused(onnx_export_dir: Path) -> None:
+    with pytest.raises(InvalidConfigError, match="onnx_runtime"):
+        CustomModelLoader().load_model(
+            ModelConfig(model_path=str(onnx_export_dir), model_format="onnx", additional_config={"onnx_runtime": "tvm"})
+        )
 
 
 def test_onnx_int8_is_quantised_on_demand_when_only_fp32_exists(

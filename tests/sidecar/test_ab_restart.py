@@ -25,13 +25,28 @@ def _serve(registry: Path, cache: Path, tmp_path: Path) -> tuple[subprocess.Pope
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = tmp_path / f"sidecar-{port}.yaml"
-    config.write_text(json.dumps({
-        "address": f"127.0.0.1:{port}", "load_entry_point_plugins": False,
-        "models": {"embedding": {"default_model_id": "minilm-onnx", "registry_path": str(registry),
-                                 "cache_dir": str(cache), "ab_testing": {"tick_interval_s": 0.2}}},
-    }))
-    process = subprocess.Popen([sys.executable, "-m", "rag_factory.cli", "serve", "--config", str(config)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ})
+    config.write_text(
+        json.dumps(
+            {
+                "address": f"127.0.0.1:{port}",
+                "load_entry_point_plugins": False,
+                "models": {
+                    "embedding": {
+                        "default_model_id": "minilm-onnx",
+                        "registry_path": str(registry),
+                        "cache_dir": str(cache),
+                        "ab_testing": {"tick_interval_s": 0.2},
+                    }
+                },
+            }
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rag_factory.cli", "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ},
+    )
     address = f"127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     with grpc.insecure_channel(address) as channel:
@@ -47,11 +62,18 @@ def _serve(registry: Path, cache: Path, tmp_path: Path) -> tuple[subprocess.Pope
 
 def _snapshot(address: str) -> tuple[ab_pb2.Experiment, dict[str, int]]:
     with grpc.insecure_channel(address) as channel:
-        experiment = ab_pb2_grpc.ABTestServiceStub(channel).GetExperiment(
-            ab_pb2.GetExperimentRequest(name="canary"), timeout=10).experiment
+        experiment = (
+            ab_pb2_grpc.ABTestServiceStub(channel)
+            .GetExperiment(ab_pb2.GetExperimentRequest(name="canary"), timeout=10)
+            .experiment
+        )
         embed = embedding_pb2_grpc.EmbeddingServiceStub(channel)
-        variants = {f"user-{i}": embed.Embed(embedding_pb2.EmbedRequest(texts=["q"], model="minilm", routing_key=f"user-{i}"),
-                                             timeout=30).served_by.variant for i in range(10)}
+        variants = {
+            f"user-{i}": embed.Embed(
+                embedding_pb2.EmbedRequest(texts=["q"], model="minilm", routing_key=f"user-{i}"), timeout=30
+            ).served_by.variant
+            for i in range(10)
+        }
     return experiment, variants
 
 
@@ -62,14 +84,24 @@ def test_kill_dash_nine_loses_no_acknowledged_outcome(private_registry_path: Pat
         with grpc.insecure_channel(address) as channel:
             ab = ab_pb2_grpc.ABTestServiceStub(channel)
             embed = embedding_pb2_grpc.EmbeddingServiceStub(channel)
-            ab.StartExperiment(ab_pb2.StartExperimentRequest(
-                name="canary", model_name="minilm", candidate="minilm-onnx-int8",
-                plan=ab_pb2.RampPlan(steps=[0.25, 0.5, 1.0], min_samples_per_step=100_000)), timeout=60)
+            ab.StartExperiment(
+                ab_pb2.StartExperimentRequest(
+                    name="canary",
+                    model_name="minilm",
+                    candidate="minilm-onnx-int8",
+                    plan=ab_pb2.RampPlan(steps=[0.25, 0.5, 1.0], min_samples_per_step=100_000),
+                ),
+                timeout=60,
+            )
             ab.RampExperiment(ab_pb2.RampExperimentRequest(name="canary"), timeout=10)  # now at 50%
             for i in range(30):
-                response = embed.Embed(embedding_pb2.EmbedRequest(texts=["a claim"], model="minilm", routing_key=f"k{i}"), timeout=30)
+                response = embed.Embed(
+                    embedding_pb2.EmbedRequest(texts=["a claim"], model="minilm", routing_key=f"k{i}"), timeout=30
+                )
                 if i % 3 == 0:
-                    ab.RecordOutcome(ab_pb2.RecordOutcomeRequest(request_id=response.request_id, clicked_rank=1), timeout=10)
+                    ab.RecordOutcome(
+                        ab_pb2.RecordOutcomeRequest(request_id=response.request_id, clicked_rank=1), timeout=10
+                    )
         before, variants_before = _snapshot(address)
     finally:
         process.send_signal(signal.SIGKILL)

@@ -24,14 +24,27 @@ class Stubs:
         self.ab = ab_pb2_grpc.ABTestServiceStub(self.channel)
         self.embed = embedding_pb2_grpc.EmbeddingServiceStub(self.channel)
 
-    def call(self, key: str, model: str = "minilm@production", text: str = "tumour suppressor genes") -> embedding_pb2.EmbedResponse:
+    def call(
+        self, key: str, model: str = "minilm@production", text: str = "tumour suppressor genes"
+    ) -> embedding_pb2.EmbedResponse:
         return self.embed.Embed(embedding_pb2.EmbedRequest(texts=[text], model=model, routing_key=key), timeout=30)
 
 
-def _start(stubs: Stubs, candidate: str = "minilm-onnx-int8", plan: ab_pb2.RampPlan = FAST_PLAN,
-           minimum_samples: int = 5, **extra: object) -> ab_pb2.Experiment:
-    request = ab_pb2.StartExperimentRequest(name="int8-canary", model_name="minilm", candidate=candidate, plan=plan,
-                                            minimum_samples=minimum_samples, **extra)
+def _start(
+    stubs: Stubs,
+    candidate: str = "minilm-onnx-int8",
+    plan: ab_pb2.RampPlan = FAST_PLAN,
+    minimum_samples: int = 5,
+    **extra: object,
+) -> ab_pb2.Experiment:
+    request = ab_pb2.StartExperimentRequest(
+        name="int8-canary",
+        model_name="minilm",
+        candidate=candidate,
+        plan=plan,
+        minimum_samples=minimum_samples,
+        **extra,
+    )
     return stubs.ab.StartExperiment(request, timeout=10).experiment
 
 
@@ -45,15 +58,26 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
 @pytest.fixture
 def ab_sidecar(private_registry_path: Path, sidecar_factory: Callable[..., object]) -> Stubs:
     # The ticker runs every 0.2 s here, so ramps and rollbacks happen during the test.
-    sidecar = sidecar_factory(private_registry_path, models={"embedding": {
-        "default_model_id": "minilm-onnx", "registry_path": str(private_registry_path),
-        "ab_testing": {"tick_interval_s": 0.2}}})
+    sidecar = sidecar_factory(
+        private_registry_path,
+        models={
+            "embedding": {
+                "default_model_id": "minilm-onnx",
+                "registry_path": str(private_registry_path),
+                "ab_testing": {"tick_interval_s": 0.2},
+            }
+        },
+    )
     return Stubs(sidecar.address)  # type: ignore[attr-defined]
 
 
 def test_requests_for_the_alias_are_split_by_routing_key_and_stamped(ab_sidecar: Stubs) -> None:
     experiment = _start(ab_sidecar, plan=ab_pb2.RampPlan(steps=[0.5, 1.0], min_samples_per_step=10_000))
-    assert (experiment.model_a_id, experiment.model_b_id, experiment.traffic_split) == ("minilm-onnx", "minilm-onnx-int8", 0.5)
+    assert (experiment.model_a_id, experiment.model_b_id, experiment.traffic_split) == (
+        "minilm-onnx",
+        "minilm-onnx-int8",
+        0.5,
+    )
     served = {key: ab_sidecar.call(key).served_by for key in (f"user-{i}" for i in range(40))}
     variants = {s.variant for s in served.values()}
     assert variants == {common_pb2.VARIANT_CONTROL, common_pb2.VARIANT_CANDIDATE}
@@ -108,7 +132,9 @@ def test_an_outcome_arriving_after_the_experiment_ended_is_refused_as_late(ab_si
     assert served.served_by.experiment == "int8-canary"
     ab_sidecar.ab.StopExperiment(ab_pb2.StopExperimentRequest(name="int8-canary"), timeout=10)
     with pytest.raises(grpc.RpcError) as caught:
-        ab_sidecar.ab.RecordOutcome(ab_pb2.RecordOutcomeRequest(request_id=served.request_id, clicked_rank=1), timeout=10)
+        ab_sidecar.ab.RecordOutcome(
+            ab_pb2.RecordOutcomeRequest(request_id=served.request_id, clicked_rank=1), timeout=10
+        )
     # Not NOT_FOUND: the request was routed by the experiment, which has since ended.
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "has ended" in caught.value.details() and "int8-canary" in caught.value.details()
@@ -134,8 +160,9 @@ def test_invalid_experiments_are_refused(
 def test_two_experiments_on_one_alias_and_bad_ramps_are_refused(ab_sidecar: Stubs) -> None:
     _start(ab_sidecar, plan=ab_pb2.RampPlan(steps=[0.1, 1.0], min_samples_per_step=10_000))
     with pytest.raises(grpc.RpcError) as caught:
-        ab_sidecar.ab.StartExperiment(ab_pb2.StartExperimentRequest(
-            name="second", model_name="minilm", candidate="minilm-onnx-int8"), timeout=10)
+        ab_sidecar.ab.StartExperiment(
+            ab_pb2.StartExperimentRequest(name="second", model_name="minilm", candidate="minilm-onnx-int8"), timeout=10
+        )
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "already running" in caught.value.details()
     with pytest.raises(grpc.RpcError) as caught:
         ab_sidecar.ab.RampExperiment(ab_pb2.RampExperimentRequest(name="int8-canary", traffic_split=1.7), timeout=10)
@@ -149,7 +176,9 @@ def test_a_healthy_candidate_ramps_step_by_step_and_is_promoted(ab_sidecar: Stub
     key = 0
 
     def status() -> int:
-        return ab_sidecar.ab.GetExperiment(ab_pb2.GetExperimentRequest(name="int8-canary"), timeout=10).experiment.status
+        return ab_sidecar.ab.GetExperiment(
+            ab_pb2.GetExperimentRequest(name="int8-canary"), timeout=10
+        ).experiment.status
 
     while status() == ab_pb2.EXPERIMENT_STATUS_RAMPING:
         ab_sidecar.call(f"user-{key}")
@@ -169,10 +198,21 @@ def test_a_failing_candidate_is_rolled_back_automatically(
     (broken / "model.onnx").write_bytes(b"not a graph")
     registry = ModelRegistry(private_registry_path)
     registry.register_model(
-        EmbeddingModelMetadata(model_id="minilm-broken", model_name="minilm", version="2.0.0", format="onnx",
-                               embedding_dim=384, max_seq_length=256), artifact_path=broken)
-    _start(ab_sidecar, candidate="minilm-broken", plan=ab_pb2.RampPlan(steps=[0.5, 1.0], min_samples_per_step=10_000,
-                                                                      max_error_rate=0.05))
+        EmbeddingModelMetadata(
+            model_id="minilm-broken",
+            model_name="minilm",
+            version="2.0.0",
+            format="onnx",
+            embedding_dim=384,
+            max_seq_length=256,
+        ),
+        artifact_path=broken,
+    )
+    _start(
+        ab_sidecar,
+        candidate="minilm-broken",
+        plan=ab_pb2.RampPlan(steps=[0.5, 1.0], min_samples_per_step=10_000, max_error_rate=0.05),
+    )
     for i in range(80):
         response = ab_sidecar.call(f"user-{i}")
         assert response.count == 1  # clients never see the failure: the base model answers
@@ -206,16 +246,27 @@ class SlowCandidate:
         self.rollouts.append(event)
 
 
-def test_a_slow_candidate_is_rolled_back_by_the_latency_guardrail(private_registry_path: Path, model_cache_dir: Path) -> None:
+def test_a_slow_candidate_is_rolled_back_by_the_latency_guardrail(
+    private_registry_path: Path, model_cache_dir: Path
+) -> None:
     from sidecar.server import build_server, build_services
     from sidecar.settings import SidecarSettings
 
     plugin = SlowCandidate()
-    settings = SidecarSettings.model_validate({
-        "address": "127.0.0.1:0", "load_entry_point_plugins": False,
-        "models": {"embedding": {"default_model_id": "minilm-onnx", "registry_path": str(private_registry_path),
-                                 "cache_dir": str(model_cache_dir), "ab_testing": {"tick_interval_s": 0.2}}},
-    })
+    settings = SidecarSettings.model_validate(
+        {
+            "address": "127.0.0.1:0",
+            "load_entry_point_plugins": False,
+            "models": {
+                "embedding": {
+                    "default_model_id": "minilm-onnx",
+                    "registry_path": str(private_registry_path),
+                    "cache_dir": str(model_cache_dir),
+                    "ab_testing": {"tick_interval_s": 0.2},
+                }
+            },
+        }
+    )
     services = build_services(settings, plugins=(plugin,))
     server, port = build_server(settings, services)
     try:

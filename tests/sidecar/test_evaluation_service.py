@@ -42,8 +42,10 @@ def test_compare_retrieval_reports_paired_tests(channel: grpc.Channel) -> None:
 
 @pytest.mark.parametrize(
     ("model", "fields", "code"),
-    [("minilm-onnx", {"split": "dev"}, grpc.StatusCode.INVALID_ARGUMENT),
-     ("ghost@1.0.0", {}, grpc.StatusCode.NOT_FOUND)],
+    [
+        ("minilm-onnx", {"split": "dev"}, grpc.StatusCode.INVALID_ARGUMENT),
+        ("ghost@1.0.0", {}, grpc.StatusCode.NOT_FOUND),
+    ],
     ids=["split-without-qrels", "unknown-model"],
 )
 def test_bad_evaluations_get_clear_errors(

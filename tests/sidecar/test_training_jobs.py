@@ -22,14 +22,26 @@ pytestmark = pytest.mark.slow
 def _options(work_dir: Path, **overrides: Any) -> struct_pb2.Struct:
     # A tiny real run on the bundled subset: short sequences, one epoch, no ONNX export.
     options = struct_pb2.Struct()
-    options.update({"epochs": 1, "batch_size": 16, "train_max_seq_length": 32, "validation_corpus_size": 120,
-                    "test_split": None, "export_onnx": False, "early_stopping_patience": 0,
-                    "work_dir": str(work_dir), **overrides})
+    options.update(
+        {
+            "epochs": 1,
+            "batch_size": 16,
+            "train_max_seq_length": 32,
+            "validation_corpus_size": 120,
+            "test_split": None,
+            "export_onnx": False,
+            "early_stopping_patience": 0,
+            "work_dir": str(work_dir),
+            **overrides,
+        }
+    )
     return options
 
 
 @pytest.fixture
-def jobs_stub(private_registry_path: Path, sidecar_factory: Callable[..., Any]) -> training_pb2_grpc.TrainingServiceStub:
+def jobs_stub(
+    private_registry_path: Path, sidecar_factory: Callable[..., Any]
+) -> training_pb2_grpc.TrainingServiceStub:
     sidecar = sidecar_factory(private_registry_path)
     return training_pb2_grpc.TrainingServiceStub(grpc.insecure_channel(sidecar.address))
 
@@ -37,8 +49,10 @@ def jobs_stub(private_registry_path: Path, sidecar_factory: Callable[..., Any]) 
 def test_a_job_streams_its_progress_and_registers_a_candidate(
     jobs_stub: training_pb2_grpc.TrainingServiceStub, private_registry_path: Path, tmp_path: Path
 ) -> None:
-    started = jobs_stub.StartJob(training_pb2.StartJobRequest(
-        data_dir=str(bundled_dataset("scifact_mini")), options=_options(tmp_path)), timeout=60).job
+    started = jobs_stub.StartJob(
+        training_pb2.StartJobRequest(data_dir=str(bundled_dataset("scifact_mini")), options=_options(tmp_path)),
+        timeout=60,
+    ).job
     assert started.status in (training_pb2.JOB_STATUS_PENDING, training_pb2.JOB_STATUS_RUNNING)
     events = [r.event for r in jobs_stub.WatchJob(training_pb2.WatchJobRequest(job_id=started.job_id), timeout=600)]
     kinds = [e.kind for e in events]
@@ -66,8 +80,11 @@ def test_a_job_streams_its_progress_and_registers_a_candidate(
     ids=["missing-dataset", "unknown-strategy", "unregistered-base"],
 )
 def test_bad_jobs_are_refused_before_anything_starts(
-    jobs_stub: training_pb2_grpc.TrainingServiceStub, tmp_path: Path, request_fields: dict[str, str],
-    code: grpc.StatusCode, fragment: str,
+    jobs_stub: training_pb2_grpc.TrainingServiceStub,
+    tmp_path: Path,
+    request_fields: dict[str, str],
+    code: grpc.StatusCode,
+    fragment: str,
 ) -> None:
     fields = {"data_dir": str(bundled_dataset("scifact_mini")), "options": _options(tmp_path), **request_fields}
     with pytest.raises(grpc.RpcError) as caught:
@@ -79,15 +96,21 @@ def test_bad_jobs_are_refused_before_anything_starts(
 def test_a_cancelled_job_registers_nothing(
     jobs_stub: training_pb2_grpc.TrainingServiceStub, private_registry_path: Path, tmp_path: Path
 ) -> None:
-    job = jobs_stub.StartJob(training_pb2.StartJobRequest(
-        data_dir=str(bundled_dataset("scifact_mini")), options=_options(tmp_path, epochs=20)), timeout=60).job
+    job = jobs_stub.StartJob(
+        training_pb2.StartJobRequest(
+            data_dir=str(bundled_dataset("scifact_mini")), options=_options(tmp_path, epochs=20)
+        ),
+        timeout=60,
+    ).job
     for response in jobs_stub.WatchJob(training_pb2.WatchJobRequest(job_id=job.job_id), timeout=600):
         if response.event.kind == "step":
             jobs_stub.CancelJob(training_pb2.CancelJobRequest(job_id=job.job_id), timeout=10)
             break
     deadline = time.monotonic() + 300
     while (status := jobs_stub.GetJob(training_pb2.GetJobRequest(job_id=job.job_id), timeout=10).job.status) in (
-        training_pb2.JOB_STATUS_RUNNING, training_pb2.JOB_STATUS_CANCELLING, training_pb2.JOB_STATUS_PENDING,
+        training_pb2.JOB_STATUS_RUNNING,
+        training_pb2.JOB_STATUS_CANCELLING,
+        training_pb2.JOB_STATUS_PENDING,
     ):
         assert time.monotonic() < deadline
         time.sleep(0.5)

@@ -109,8 +109,8 @@ class CustomModelLoader:
 
     def _load_uncached(self, config: ModelConfig) -> EmbeddingModel:
         path = resolve_model_path(config.model_path)
-        # int8 for transformer formats goes through ONNX Runtime: on MiniLM its int8 keeps cosine
-        # 0.993 to fp32 against 0.977 for torch dynamic quantisation, and it is faster.
+        # int8 for transformer formats goes through a static int8 ONNX graph: on MiniLM it keeps
+        # cosine 0.997 to fp32 against 0.977 for torch dynamic quantisation, and runs faster.
         via_onnx = config.use_onnx or (config.quantization == "int8" and config.model_format in _EXPORTABLE)
         if via_onnx and config.model_format is not ModelFormat.ONNX:
             path = self._onnx_export_for(path, config)
@@ -146,7 +146,7 @@ class CustomModelLoader:
         if config.quantization == "int8":
             int8_file = find_int8_file(onnx_file)
             if int8_file is None:
-                int8_file = self._quantized_copy(onnx_file)
+                int8_file = self._quantized_copy(onnx_file, root)
             onnx_file = int8_file
         return OnnxEmbeddingModel(root, onnx_file, config)
 
@@ -155,14 +155,15 @@ class CustomModelLoader:
         stamp = f"{source.resolve()}:{source.stat().st_mtime_ns}"
         return self.cache_dir / kind / hashlib.sha256(stamp.encode()).hexdigest()[:16]
 
-    def _quantized_copy(self, onnx_file: Path) -> Path:
+    def _quantized_copy(self, onnx_file: Path, tokenizer_dir: Path) -> Path:
         from rag_factory.models.embedding.onnx_export import quantize_int8
 
         target = self._derived_dir("int8", onnx_file) / "model_int8.onnx"
         if not target.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             logger.info("quantising %s to int8 in %s", onnx_file, target)
-            quantize_int8(onnx_file, target.with_suffix(".partial.onnx")).replace(target)
+            partial = target.with_suffix(".partial.onnx")
+            quantize_int8(onnx_file, partial, tokenizer_dir=tokenizer_dir).replace(target)
         return target
 
     def _onnx_export_for(self, path: Path, config: ModelConfig) -> Path:

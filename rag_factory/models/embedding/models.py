@@ -104,7 +104,10 @@ class ModelConfig(BaseModel):
     use_onnx: bool = Field(default=False, description="Serve through ONNX Runtime (exported if needed).")
     device: str = Field(default="cpu", description="'cpu', 'cuda' or 'cuda:N'.")
     batch_size: int = Field(default=32, gt=0, le=4096, description="Texts per forward pass.")
-    quantization: Quantization = Field(default="none", description="'int8' for dynamic int8 quantisation on CPU.")
+    quantization: Quantization = Field(
+        default="none",
+        description="'int8': the static int8 ONNX graph (OpenVINO on CPU); torch dynamic int8 for custom PyTorch.",
+    )
     max_seq_length: int | None = Field(
         default=None, gt=0, description="Override the model's token limit (never above it)."
     )

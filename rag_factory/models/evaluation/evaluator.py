@@ -100,6 +100,9 @@ class EvaluationReport(BaseModel):
     model_source: Literal["registry", "path"] = Field(description="Where the model came from.")
     backend: str = Field(description="Backend that ran: onnx, sentence_transformers, huggingface or pytorch.")
     precision: str = Field(description="fp32, fp16 or int8.")
+    runtime: str = Field(
+        default="", description="Engine that ran the weights, e.g. 'OpenVINO CPU' or 'CPUExecutionProvider'."
+    )
     weights: str = Field(description="File name of the weights that ran, e.g. model_int8.onnx.")
     embedding_dim: int = Field(description="Vector dimension.")
     max_seq_length: int = Field(description="Token limit applied to every text.")
@@ -403,6 +406,7 @@ def evaluate_detailed(
         model_source=resolved.source,
         backend=model.info.backend,
         precision=model.info.precision,
+        runtime=model.info.details.get("provider", model.info.device),
         weights=Path(model.info.source).name,
         embedding_dim=model.embedding_dim,
         max_seq_length=model.max_seq_length,

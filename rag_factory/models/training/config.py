@@ -32,9 +32,11 @@ class FineTuneConfig(BaseModel):
     The recipe: MultipleNegativesRankingLoss over (query, positive, one hard negative mined with the
     base model) plus in-batch negatives, batch 32 without duplicate texts per batch, peak learning
     rate 1e-4 with 10 % warm-up, documents truncated to 128 tokens for training (inference keeps the
-    base's 256), up to 6 epochs with a validation nDCG@10 check every epoch, early stopping after 2
+    base's 256), up to 6 epochs with a validation nDCG@10 check every epoch, early stopping after 3
     epochs without gain and the best epoch restored. ``benchmarks/recipe_validation.py`` holds the
-    comparison (validation only) that chose one mined negative over in-batch negatives alone.
+    comparisons (validation only) that chose one mined negative over in-batch negatives alone, and a
+    patience of 3 over 2: SciFact's 161 validation queries score noisily from epoch to epoch, and
+    patience 2 stopped a run at epoch 4 (best 0.7908) that reached 0.7999 at epoch 6.
     """
 
     model_config = ConfigDict(protected_namespaces=(), frozen=True)
@@ -79,7 +81,7 @@ class FineTuneConfig(BaseModel):
         default=None, gt=0, description="Evaluate every N steps; None evaluates once per epoch."
     )
     early_stopping_patience: int = Field(
-        default=2, ge=0, description="Evaluations without improvement before stopping; 0 disables early stopping."
+        default=3, ge=0, description="Evaluations without improvement before stopping; 0 disables early stopping."
     )
     num_negatives: int = Field(default=1, gt=0, description="Mined negatives per query for n-tuple strategies.")
     mining_top_k: int = Field(default=30, gt=0, description="Candidates the miner examines per query.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,13 +23,19 @@ Made by RAG Factory (`rag-factory train`). Dataset, strategy, hyperparameters an
 """
 
 
-def export_model(model: SentenceTransformer, output_dir: Path, *, onnx: bool = True) -> float:
+def export_model(
+    model: SentenceTransformer,
+    output_dir: Path,
+    *,
+    onnx: bool = True,
+    calibration_texts: Sequence[str] | None = None,
+) -> float:
     """Write ``model`` to ``output_dir`` (replaced), with ``onnx/model.onnx`` and ``onnx/model_int8.onnx`` if ``onnx``.
 
     The sentence-transformers card generator is skipped: it would copy training rows into README.md.
     The ONNX graphs sit where our ONNX loader looks in a sentence-transformers layout, so one
     registered directory serves both as ``sentence_transformers`` and, with ``use_onnx`` or int8, via
-    ONNX Runtime.
+    ONNX. ``calibration_texts`` (queries and documents of the training domain) calibrate the int8 graph.
 
     Returns:
         Size of the directory in MB.
@@ -42,7 +49,7 @@ def export_model(model: SentenceTransformer, output_dir: Path, *, onnx: bool = T
     if onnx:
         from rag_factory.models.embedding.onnx_export import export_onnx
 
-        export_onnx(output_dir, output_dir / "onnx", int8=True)
+        export_onnx(output_dir, output_dir / "onnx", int8=True, calibration_texts=calibration_texts)
     return size_on_disk(output_dir) / 1e6
 
 

@@ -44,6 +44,8 @@ class PreparedRun:
     base_path: Path
     base_record: ModelRecord | None
     registry: ModelRegistry | None
+    beir: BeirDataset | None = None  # the BEIR source (titles for pseudo-queries), whatever the splits
+    held_out_docs: frozenset[str] = frozenset()  # documents judged by any split other than the training one
 
 
 def load_training_data(config: FineTuneConfig) -> tuple[TrainingData, BeirDataset | None]:
@@ -122,27 +124,50 @@ def prepare(
     if config.early_stopping_patience and not validation.pairs:
         raise DatasetError("early stopping needs a validation split; set validation_fraction > 0")
     base_path, base_record = resolve_base(config, registry)
-    return PreparedRun(config, strategy, kept, train, validation, test, base_path, base_record, registry)
+    held_out = frozenset(
+        d for name, qrels in (beir.qrels.items() if beir else ()) if name != config.train_split
+        for judged in qrels.values() for d in judged
+    )  # fmt: skip
+    return PreparedRun(
+        config, strategy, kept, train, validation, test, base_path, base_record, registry, beir, held_out
+    )
+
+
+TITLE_QUERY_PREFIX = "title:"
+TITLE_BODY_PREFIX = "title-body:"
 
 
 def title_pairs(run: PreparedRun, count: int) -> TrainingData:
     """``run.train`` plus up to ``count`` (title -> body) pseudo-queries from corpus documents.
 
-    Documents judged for validation or test queries are never used, so neither split leaks.
+    A scientific title reads like a claim about its abstract, so these pairs teach the domain's
+    vocabulary from the corpus alone. Documents that are positives of validation queries, or judged
+    by any other split of the dataset (such as test), are never used, so no held-out split leaks.
+    Only BEIR data has titles; other formats return ``run.train`` unchanged.
     """
-    if count <= 0 or run.test is None:
+    if count <= 0 or run.beir is None:
         return run.train
-    banned = {d for _, d in run.validation.pairs}
-    banned |= {d for judged in run.test.split(run.config.test_split or "test").values() for d in judged}
-    candidates = [d for d, doc in run.test.corpus.items() if doc.title and doc.text and d not in banned]
+    banned = {d for _, d in run.validation.pairs} | run.held_out_docs
+    corpus_docs = run.beir.corpus
+    candidates = [d for d, doc in corpus_docs.items() if doc.title and doc.text and d not in banned]
     random.Random(run.config.seed).shuffle(candidates)
     queries, corpus, pairs = dict(run.train.queries), dict(run.train.corpus), list(run.train.pairs)
     for doc_id in candidates[:count]:
-        qid, pseudo_doc = f"title:{doc_id}", f"title-body:{doc_id}"
-        queries[qid] = run.test.corpus[doc_id].title
-        corpus[pseudo_doc] = run.test.corpus[doc_id].text
+        qid, pseudo_doc = TITLE_QUERY_PREFIX + doc_id, TITLE_BODY_PREFIX + doc_id
+        queries[qid] = corpus_docs[doc_id].title
+        corpus[pseudo_doc] = corpus_docs[doc_id].text
         pairs.append((qid, pseudo_doc))
     return TrainingData(run.train.name, queries, corpus, pairs, dict(run.train.negatives), run.train.source_hash)
+
+
+def mining_view(data: TrainingData, corpus: dict[str, str]) -> TrainingData:
+    """``data`` with each title pseudo-query's positive mapped back to its source document in ``corpus``.
+
+    The miner searches the real corpus, where a title's body lives inside its source document; the
+    source must count as the positive there, or it would be mined as the title's hardest "negative".
+    """
+    pairs = [(q, d.removeprefix(TITLE_BODY_PREFIX)) for q, d in data.pairs]
+    return TrainingData(data.name, data.queries, corpus, pairs, data.negatives, data.source_hash)
 
 
 def validation_corpus(
@@ -200,3 +225,17 @@ def make_validation_evaluator(
         precision_recall_at_k=[10, 100],
         map_at_k=[100],
     )
+
+
+def calibration_sample(run: PreparedRun, limit: int = 96) -> list[str]:
+    """Training queries and their positive documents, alternating: the int8 export's calibration texts.
+
+    Activation ranges calibrated on the model's own domain keep int8 closest to fp32; only training
+    texts are used, never validation or test ones.
+    """
+    texts: list[str] = []
+    for qid, doc_id in run.train.pairs:
+        if len(texts) >= limit:
+            break
+        texts += [run.train.queries[qid], run.train.corpus[doc_id]]
+    return texts[:limit]

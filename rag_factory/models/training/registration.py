@@ -42,7 +42,7 @@ def ensure_base_registered(registry: ModelRegistry, base: str) -> ModelRecord:
         pass
     from sentence_transformers import SentenceTransformer
 
-    dim = SentenceTransformer(str(path), device="cpu", local_files_only=True).get_sentence_embedding_dimension()
+    dim = SentenceTransformer(str(path), device="cpu", local_files_only=True).get_embedding_dimension()
     metadata = EmbeddingModelMetadata(
         model_id=f"{name}-1.0.0",
         model_name=name,

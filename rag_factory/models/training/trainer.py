@@ -26,7 +26,9 @@ from rag_factory.models.training.events import CancelCallback, EventCallback, Ev
 from rag_factory.models.training.mining import encode_corpus, mine_hard_negatives
 from rag_factory.models.training.preparation import (
     PreparedRun,
+    calibration_sample,
     make_validation_evaluator,
+    mining_view,
     prepare,
     title_pairs,
     validation_corpus,
@@ -262,10 +264,12 @@ def fine_tune(
         base_key = f"{run.base_path}:{run.base_path.stat().st_mtime_ns}:{length}"
         doc_vectors = encode_corpus(encode_base, run.data, model_key=base_key, cache_dir=cache)
         inputs = StrategyInputs(num_negatives=config.num_negatives, seed=config.seed)
+        train_data = title_pairs(run, config.title_pseudo_queries)
         if run.strategy.needs_negatives:
             emit(TrainingEvent(kind="mining", message=f"mining {config.num_negatives} negatives per query"))
             inputs.negatives = mine_hard_negatives(
-                run.train, encode_base, model_key=base_key, num_negatives=config.num_negatives,
+                mining_view(train_data, run.data.corpus), encode_base, model_key=base_key,
+                num_negatives=config.num_negatives,
                 top_k=config.mining_top_k, margin=config.mining_margin, cache_dir=cache,
                 doc_vectors=doc_vectors, progress=config.show_progress,
             )  # fmt: skip
@@ -283,7 +287,6 @@ def fine_tune(
             corpus = validation_corpus(run, val_queries, doc_vectors)
             base_validation = _subset_metrics(val_queries, doc_vectors, run, corpus)
             evaluator = make_validation_evaluator(run, corpus, length)
-        train_data = title_pairs(run, config.title_pseudo_queries)
         rows = run.strategy.build_rows(train_data, inputs)
 
         def fresh_model() -> SentenceTransformer:
@@ -309,7 +312,7 @@ def fine_tune(
 
         output_dir = config.output_dir or config.work_dir / "model"
         emit(TrainingEvent(kind="export", epoch=outcome.epochs_trained, message=f"exporting to {output_dir}"))
-        size_mb = export_model(model, output_dir, onnx=config.export_onnx)
+        size_mb = export_model(model, output_dir, onnx=config.export_onnx, calibration_texts=calibration_sample(run))
         base_test = test = comparison = None
         if run.test is not None:
             split = config.test_split or "test"

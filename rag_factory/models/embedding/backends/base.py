@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,10 +81,15 @@ class EmbeddingModel(abc.ABC):
         # Longest first: similar lengths share a batch, so little compute is spent on padding.
         order = sorted(range(len(items)), key=lambda i: -len(items[i]))
         out = np.empty((len(items), self.embedding_dim), dtype=np.float32)
-        for start in range(0, len(order), size):
-            chunk = order[start : start + size]
-            out[chunk] = self._encode_batch([items[i] for i in chunk])
+        chunks = [order[start : start + size] for start in range(0, len(order), size)]
+        for chunk, vectors in zip(chunks, self._encode_batches([[items[i] for i in c] for c in chunks]), strict=True):
+            out[chunk] = vectors
         return l2_normalize(out) if self.normalize else out
+
+    def _encode_batches(self, batches: list[list[str]]) -> Iterator[FloatArray]:
+        """Embed several batches, in order; backends that can overlap batches override this."""
+        for texts in batches:
+            yield self._encode_batch(texts)
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
         """Release resources; the cache calls this on eviction."""
