@@ -48,7 +48,9 @@ def quantize_int8(
     from rag_factory.models.embedding.static_int8 import quantize_static_int8
 
     if tokenizer_dir is None:
-        tokenizer_dir = fp32_file.parent.parent if fp32_file.parent.name == "onnx" else fp32_file.parent
+        from rag_factory.models.embedding.backends.onnx_backend import find_onnx_files
+
+        tokenizer_dir, _ = find_onnx_files(fp32_file)
     limit = model_max_seq_length(tokenizer_dir)
     return quantize_static_int8(
         fp32_file, int8_file, tokenizer_dir, max_seq_length=limit, calibration_texts=calibration_texts

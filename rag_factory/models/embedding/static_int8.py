@@ -24,8 +24,6 @@ import numpy as np
 from rag_factory.errors import ModelLoadError
 from rag_factory.models.embedding.tokenization import load_tokenizer, tokenize
 
-logger = logging.getLogger(__name__)
-
 # Enough batches for stable activation ranges, few enough that a CPU export takes seconds.
 CALIBRATION_TEXTS = 96
 CALIBRATION_BATCH = 8

@@ -16,6 +16,7 @@ from rag_factory.errors import DatasetError, InvalidConfigError
 from rag_factory.models.embedding.hub import resolve_model_path
 from rag_factory.models.embedding.records import ModelRecord
 from rag_factory.models.embedding.registry import ModelRegistry
+from rag_factory.models.embedding.static_int8 import CALIBRATION_TEXTS
 from rag_factory.models.training.config import FineTuneConfig
 from rag_factory.models.training.examples import (
     TrainingData,
@@ -227,7 +228,7 @@ def make_validation_evaluator(
     )
 
 
-def calibration_sample(run: PreparedRun, limit: int = 96) -> list[str]:
+def calibration_sample(run: PreparedRun, limit: int = CALIBRATION_TEXTS) -> list[str]:
     """Training queries and their positive documents, alternating: the int8 export's calibration texts.
 
     Activation ranges calibrated on the model's own domain keep int8 closest to fp32; only training
