@@ -97,10 +97,12 @@ def test_registration_records_lineage_alias_and_metrics(small_scifact: Path, tra
         metrics = record.all_metrics()
         assert metrics["ndcg_at_10"] == pytest.approx(result.test["ndcg@10"])  # type: ignore[index]
         for key in ("validation_ndcg@10", "base_test_ndcg@10", "test_ndcg@10_p_value", "model_size_mb",
-                    "avg_inference_time_ms", "hp_learning_rate"):  # fmt: skip
+                    "avg_inference_time_ms", "hp_learning_rate", "hp_attention_dropout"):  # fmt: skip
             assert key in metrics
         artifact = registry.artifact_path(record.model_id)
         assert artifact is not None
+        # Training ran without attention dropout, but the saved config keeps MiniLM's own rate.
+        assert json.loads((artifact / "config.json").read_text())["attention_probs_dropout_prob"] == 0.1
         recorded = json.loads((artifact / "rag_factory_training.json").read_text())
         assert recorded["dataset"]["sha256"] and recorded["strategy"] == "mnrl"
         card = (artifact / "README.md").read_text()

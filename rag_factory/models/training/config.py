@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from rag_factory.models.embedding.hub import DEFAULT_BASE_MODEL
 
 DataFormat = Literal["auto", "beir", "llamaindex", "query_log"]
+ContrastiveDirection = Literal["query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"]
+HardnessMode = Literal["in_batch_negatives", "hard_negatives", "all_negatives"]
 
 
 class SearchSpace(BaseModel):
@@ -57,7 +59,7 @@ class FineTuneConfig(BaseModel):
         default=None, description="Registered name of the result; defaults to the base's model name."
     )
     strategy: str = Field(default="hard_negative", description="Training strategy name (see strategies.STRATEGIES).")
-    epochs: int = Field(default=6, gt=0, description="Maximum epochs (early stopping may end sooner).")
+    epochs: int = Field(default=9, gt=0, description="Maximum epochs (early stopping may end sooner).")
     learning_rate: float = Field(default=1e-4, gt=0, description="Peak learning rate (AdamW, linear decay).")
     batch_size: int = Field(default=32, gt=1, description="Rows per step; in-batch negatives grow with it.")
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1, description="Share of steps with linear warm-up.")
@@ -67,6 +69,16 @@ class FineTuneConfig(BaseModel):
     )
     max_seq_length: int | None = Field(
         default=None, gt=0, description="Token limit of the saved model; None keeps the base's."
+    )
+    attention_dropout: float | None = Field(
+        default=0.0,
+        ge=0,
+        lt=1,
+        description="Dropout on attention probabilities while training; None keeps the base's. At 0 PyTorch "
+        "runs its fused attention kernel (about 1.4x faster steps on CPU).",
+    )
+    hidden_dropout: float | None = Field(
+        default=0.0, ge=0, lt=1, description="Every other dropout while training; None keeps the base's."
     )
     seed: int = Field(default=0, description="Seed of the split, sampling, initialisation and data order.")
     validation_fraction: float = Field(
@@ -82,6 +94,18 @@ class FineTuneConfig(BaseModel):
     )
     early_stopping_patience: int = Field(
         default=3, ge=0, description="Evaluations without improvement before stopping; 0 disables early stopping."
+    )
+    contrastive_directions: list[ContrastiveDirection] = Field(
+        default=["query_to_doc"],
+        min_length=1,
+        description="Similarity terms of the in-batch losses (one joint softmax); adding query_to_query, "
+        "doc_to_query and doc_to_doc gives GTE's improved contrastive loss at no extra encoding cost.",
+    )
+    hardness_mode: HardnessMode | None = Field(
+        default=None, description="Which negatives get hardness weighting in the in-batch losses; None: off."
+    )
+    hardness_strength: float = Field(
+        default=0.0, ge=0, description="Weight of the hardness term (alpha); ignored without hardness_mode."
     )
     num_negatives: int = Field(default=1, gt=0, description="Mined negatives per query for n-tuple strategies.")
     mining_top_k: int = Field(default=30, gt=0, description="Candidates the miner examines per query.")
@@ -110,6 +134,16 @@ class FineTuneConfig(BaseModel):
         default=None, description="Hyperparameter search on validation before the final run; None disables."
     )
     show_progress: bool = Field(default=False, description="tqdm bars for mining, training and evaluation.")
+
+    @field_validator("contrastive_directions")
+    @classmethod
+    def _directions_score_the_pair(cls, directions: list[str]) -> list[str]:
+        # query_to_doc is the term that holds each query's own positive; without it nothing is learned.
+        if "query_to_doc" not in directions:
+            raise ValueError("contrastive_directions must include 'query_to_doc'")
+        if len(set(directions)) != len(directions):
+            raise ValueError("contrastive_directions lists a direction twice")
+        return directions
 
 
 DEFAULT_RECIPE = FineTuneConfig(data=Path("."))

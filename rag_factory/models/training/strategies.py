@@ -32,6 +32,7 @@ class StrategyInputs:
         teacher: Texts to teacher vectors, for distillation.
         mini_batch_size: Mini-batch of the cached (GradCache) loss.
         seed: Seed for any sampling.
+        contrastive: Keyword arguments of the in-batch losses (directions, hardness weighting).
     """
 
     negatives: dict[str, list[str]] = field(default_factory=dict)
@@ -39,6 +40,7 @@ class StrategyInputs:
     teacher: Encoder | None = None
     mini_batch_size: int = 32
     seed: int = 0
+    contrastive: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -112,14 +114,16 @@ def distillation_rows(data: TrainingData, inputs: StrategyInputs) -> Rows:
 def _mnrl(model: SentenceTransformer, inputs: StrategyInputs) -> nn.Module:
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    loss: nn.Module = MultipleNegativesRankingLoss(model)
+    loss: nn.Module = MultipleNegativesRankingLoss(model, **inputs.contrastive)
     return loss
 
 
 def _cached_mnrl(model: SentenceTransformer, inputs: StrategyInputs) -> nn.Module:
     from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
 
-    loss: nn.Module = CachedMultipleNegativesRankingLoss(model, mini_batch_size=inputs.mini_batch_size)
+    loss: nn.Module = CachedMultipleNegativesRankingLoss(
+        model, mini_batch_size=inputs.mini_batch_size, **inputs.contrastive
+    )
     return loss
 
 

@@ -22,6 +22,7 @@ from rag_factory.models.evaluation.exact_search import evaluate_encoder, search
 from rag_factory.models.evaluation.retrieval_metrics import evaluate_run
 from rag_factory.models.evaluation.significance import PairedComparison, compare_paired
 from rag_factory.models.training.config import FineTuneConfig
+from rag_factory.models.training.dropout import set_training_dropout
 from rag_factory.models.training.events import CancelCallback, EventCallback, EventSink, TrainingEvent
 from rag_factory.models.training.mining import encode_corpus, mine_hard_negatives
 from rag_factory.models.training.preparation import (
@@ -85,6 +86,24 @@ class FineTuneResult:
     model_id: str | None = None
     model_ref: str | None = None
     search_trials: list[dict[str, float]] = field(default_factory=list)
+
+
+def contrastive_options(config: FineTuneConfig) -> dict[str, Any]:
+    """Keyword arguments of the in-batch losses; empty for the loss's own defaults."""
+    options: dict[str, Any] = {}
+    if config.contrastive_directions != ["query_to_doc"]:
+        options["directions"] = tuple(config.contrastive_directions)
+    if config.hardness_mode is not None:
+        options.update(hardness_mode=config.hardness_mode, hardness_strength=config.hardness_strength)
+    return options
+
+
+def _set_rates(config: FineTuneConfig) -> dict[str, float]:
+    # Recorded with the other hyperparameters only when the recipe sets them (None keeps the base's).
+    rates = {"attention_dropout": config.attention_dropout, "hidden_dropout": config.hidden_dropout}
+    if config.hardness_mode is not None:
+        rates["hardness_strength"] = config.hardness_strength
+    return {name: value for name, value in rates.items() if value is not None}
 
 
 def seed_everything(seed: int) -> None:
@@ -263,7 +282,9 @@ def fine_tune(
         cache = config.work_dir / "cache"
         base_key = f"{run.base_path}:{run.base_path.stat().st_mtime_ns}:{length}"
         doc_vectors = encode_corpus(encode_base, run.data, model_key=base_key, cache_dir=cache)
-        inputs = StrategyInputs(num_negatives=config.num_negatives, seed=config.seed)
+        inputs = StrategyInputs(
+            num_negatives=config.num_negatives, seed=config.seed, contrastive=contrastive_options(config)
+        )
         train_data = title_pairs(run, config.title_pseudo_queries)
         if run.strategy.needs_negatives:
             emit(TrainingEvent(kind="mining", message=f"mining {config.num_negatives} negatives per query"))
@@ -292,7 +313,10 @@ def fine_tune(
         def fresh_model() -> SentenceTransformer:
             model = load_sentence_transformer(run.base_path, config.device)
             model.max_seq_length = length
-            return make_student(model, config.student_layers) if run.strategy.trains_student else model
+            if run.strategy.trains_student:
+                model = make_student(model, config.student_layers)
+            set_training_dropout(model, attention=config.attention_dropout, hidden=config.hidden_dropout)
+            return model
 
         params = Hyperparameters(config.learning_rate, config.epochs, config.batch_size)
         trials: list[dict[str, float]] = []
@@ -328,7 +352,8 @@ def fine_tune(
             hyperparameters={"learning_rate": params.learning_rate, "epochs": params.epochs,
                              "batch_size": params.batch_size, "train_max_seq_length": config.train_max_seq_length,
                              "max_seq_length": length, "warmup_ratio": config.warmup_ratio, "seed": config.seed,
-                             **({"num_negatives": config.num_negatives} if run.strategy.needs_negatives else {})},
+                             **({"num_negatives": config.num_negatives} if run.strategy.needs_negatives else {}),
+                             **_set_rates(config)},
             base_validation=base_validation,
             validation=outcome.validation,
             base_test=base_test,
