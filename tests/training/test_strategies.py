@@ -22,7 +22,9 @@ def test_unknown_strategy_names_the_valid_ones() -> None:
 @pytest.mark.parametrize(
     ("strategy", "overrides"),
     [
-        ("mnrl", {}),
+        # In-batch negatives alone on 128 pairs: without dropout this drifted just below the base
+        # (0.846 against 0.851), so it trains with MiniLM's own dropout, as the strategy did before.
+        ("mnrl", {"attention_dropout": None, "hidden_dropout": None}),
         ("cached_mnrl", {"batch_size": 32}),
         ("triplet", {"learning_rate": 3e-5}),  # TripletLoss with one negative overshoots at 1e-4 here
         ("hard_negative", {"num_negatives": 2}),
