@@ -98,12 +98,12 @@ def contrastive_options(config: FineTuneConfig) -> dict[str, Any]:
     return options
 
 
-def _set_rates(config: FineTuneConfig) -> dict[str, float]:
-    # Recorded with the other hyperparameters only when the recipe sets them (None keeps the base's).
-    rates = {"attention_dropout": config.attention_dropout, "hidden_dropout": config.hidden_dropout}
+def _optional_hyperparameters(config: FineTuneConfig) -> dict[str, float]:
+    # Dropout rates and hardness weight, recorded only when the run sets them (None keeps the base's).
+    values = {"attention_dropout": config.attention_dropout, "hidden_dropout": config.hidden_dropout}
     if config.hardness_mode is not None:
-        rates["hardness_strength"] = config.hardness_strength
-    return {name: value for name, value in rates.items() if value is not None}
+        values["hardness_strength"] = config.hardness_strength
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def seed_everything(seed: int) -> None:
@@ -353,7 +353,7 @@ def fine_tune(
                              "batch_size": params.batch_size, "train_max_seq_length": config.train_max_seq_length,
                              "max_seq_length": length, "warmup_ratio": config.warmup_ratio, "seed": config.seed,
                              **({"num_negatives": config.num_negatives} if run.strategy.needs_negatives else {}),
-                             **_set_rates(config)},
+                             **_optional_hyperparameters(config)},
             base_validation=base_validation,
             validation=outcome.validation,
             base_test=base_test,
