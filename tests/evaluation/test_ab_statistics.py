@@ -173,6 +173,21 @@ def test_mean_guardrail_breaches_only_beyond_tolerance() -> None:
     assert not check_guardrail(guard, a, a * 1.05, "lower", 0.05).breached
 
 
+def test_p99_guardrail_waits_for_enough_values_to_estimate_a_p99() -> None:
+    # Two samples of one distribution: with 7 and 13 values each "p99" is about the maximum, larger
+    # in the bigger arm by chance alone. This once read as a significant breach (p = 0) and rolled
+    # back a healthy canary.
+    rng = np.random.default_rng(10)
+    a, b = rng.normal(8.0, 1.0, 7), rng.normal(8.0, 1.0, 13)
+    a[a.argmax()], b[b.argmax()] = 9.0, 12.0
+    check = check_guardrail(Guardrail(metric="latency_ms", statistic="p99"), a, b, "lower", 0.05)
+    assert check.value_b > 1.2 * check.value_a  # far beyond the 5% tolerance...
+    assert not check.breached and check.p_value == 1.0  # ...but 13 values cannot estimate a p99
+    a, b = rng.normal(8.0, 1.0, 100), rng.normal(8.0, 1.0, 100)
+    b[-3:] = 40.0  # from 100 values per arm a p99 is tested, and a 3% slow tail is caught
+    assert check_guardrail(Guardrail(metric="latency_ms", statistic="p99"), a, b, "lower", 0.05).breached
+
+
 def test_p99_guardrail_catches_a_slow_tail_with_the_same_median() -> None:
     rng = np.random.default_rng(9)
     a = rng.normal(100.0, 5.0, 2000)

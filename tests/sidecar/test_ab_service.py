@@ -184,7 +184,8 @@ def test_a_healthy_candidate_ramps_step_by_step_and_is_promoted(ab_sidecar: Stub
         ab_sidecar.call(f"user-{key}")
         key += 1
         assert key < 2000, "the rollout never completed"
-    assert status() == ab_pb2.EXPERIMENT_STATUS_PROMOTED
+    ended = ab_sidecar.ab.GetExperiment(ab_pb2.GetExperimentRequest(name="int8-canary"), timeout=10).experiment
+    assert ended.status == ab_pb2.EXPERIMENT_STATUS_PROMOTED, ended.reason
     assert ab_sidecar.call("anyone").served_by.model_id == "minilm-onnx-int8"  # the alias moved
     ab_sidecar.ab.RollbackExperiment(ab_pb2.RollbackExperimentRequest(name="int8-canary"), timeout=10)
     assert ModelRegistry(private_registry_path).get_alias("minilm", "production").model_id == "minilm-onnx"

@@ -351,6 +351,14 @@ def _quantile_se(x: FloatArray, q: float) -> float:
     return float(bounds[hi] - bounds[lo]) / (2.0 * z)
 
 
+def _no_verdict(guardrail: Guardrail, value_a: float, value_b: float) -> GuardrailCheck:
+    """A check that the data cannot decide yet: reported, never breached."""
+    return GuardrailCheck(
+        guardrail=guardrail, value_a=value_a, value_b=value_b, degradation=0.0,
+        allowed=0.0, p_value=1.0, breached=False,
+    )  # fmt: skip
+
+
 def check_guardrail(
     guardrail: Guardrail, a: ArrayLike, b: ArrayLike, direction: Direction, alpha: float
 ) -> GuardrailCheck:
@@ -360,7 +368,8 @@ def check_guardrail(
     B is worse) and ``allowed = max(abs_tol, rel_tol * |stat_a|)``, the one-sided test of
     ``H0: delta <= allowed`` uses ``z = (delta - allowed) / se``: Welch's se and a t law for means,
     the order-statistic se of each quantile and a normal law for quantiles.  No multiplicity
-    correction is applied: a veto is the cautious direction.
+    correction is applied: a veto is the cautious direction. A quantile is tested only once each
+    arm has at least ``1 / (1 - q)`` values (100 for p99); before that the check never breaches.
 
     Args:
         guardrail: What to compare and the tolerance.
@@ -374,18 +383,18 @@ def check_guardrail(
     """
     x, y = _as_array(a), _as_array(b)
     if x.size < 2 or y.size < 2:
-        value_a = float(x.mean()) if x.size else 0.0
-        value_b = float(y.mean()) if y.size else 0.0
-        return GuardrailCheck(
-            guardrail=guardrail, value_a=value_a, value_b=value_b, degradation=0.0,
-            allowed=0.0, p_value=1.0, breached=False,
-        )  # fmt: skip
+        return _no_verdict(guardrail, float(x.mean()) if x.size else 0.0, float(y.mean()) if y.size else 0.0)
     if guardrail.statistic == "mean":
         diff, se, df = welch_parts(x, y)
         value_a, value_b = float(x.mean()), float(y.mean())
     else:
         q = _QUANTILES[guardrail.statistic]
         value_a, value_b = float(np.quantile(x, q)), float(np.quantile(y, q))
+        if min(x.size, y.size) * (1.0 - q) < 1.0:
+            # Too few values for the quantile to be estimated (p99 needs 100 per arm): each arm's
+            # "p99" is little more than its maximum, which grows with the arm's size alone, and the
+            # order-statistic se collapses to 0. No verdict is possible yet.
+            return _no_verdict(guardrail, value_a, value_b)
         diff, se, df = value_b - value_a, math.hypot(_quantile_se(x, q), _quantile_se(y, q)), math.inf
     degradation = diff if direction == "lower" else -diff
     allowed = max(guardrail.absolute_tolerance, guardrail.relative_tolerance * abs(value_a))
