@@ -25,6 +25,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("--out", type=Path, default=None, help="directory receiving the sentence-transformers model")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="training device")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default=None,
+        help="training arithmetic (default auto: bf16 autocast where this machine runs it faster)",
+    )
     parser.add_argument("--registry", default=DEFAULT_REGISTRY, help="model registry directory")
     parser.add_argument("--no-register", action="store_true", help="train and export only")
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the recipe's)")
@@ -53,6 +59,8 @@ def run_train(args: argparse.Namespace) -> int:
         overrides["strategy"] = args.strategy
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
+    if args.precision is not None:
+        overrides["precision"] = args.precision
     if args.search:
         overrides["search"] = SearchSpace()
     config = FineTuneConfig(
@@ -74,6 +82,10 @@ def run_train(args: argparse.Namespace) -> int:
     result = fine_tune(config, on_event=report)
     print(f"\nstrategy {result.strategy}: " + ", ".join(f"{k}={v:g}" for k, v in result.hyperparameters.items()))
     print(f"trained {result.epochs_trained:.1f} epochs on {result.train_rows} rows in {result.train_seconds:.0f} s")
+    if len(result.averaged_epochs) > 1:
+        print("weights: the mean of epochs " + ", ".join(f"{e:g}" for e in result.averaged_epochs))
+    elif result.averaged_epochs:
+        print(f"weights: epoch {result.averaged_epochs[0]:g}, the best on validation")
     for trial in result.search_trials:
         print("search trial: " + ", ".join(f"{k}={v:g}" for k, v in trial.items()))
     print(f"{'':<22}{'base':>8}{'fine-tuned':>12}")

@@ -76,5 +76,6 @@ def run_job(spec: dict[str, Any], registry_path: Path, emit: EventSink, cancel: 
         "base_test": result.base_test,
         "test_p_value": result.comparison.t_pvalue if result.comparison else None,
         "epochs_trained": result.epochs_trained,
+        "averaged_epochs": list(result.averaged_epochs),
         "total_seconds": result.total_seconds,
     }

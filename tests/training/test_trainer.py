@@ -19,7 +19,9 @@ pytestmark = pytest.mark.slow
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def test_early_stopping_restores_the_best_checkpoint(small_scifact: Path, training_work_dir: Path) -> None:
+def test_early_stopping_keeps_the_best_checkpoint_or_a_better_average(
+    small_scifact: Path, training_work_dir: Path
+) -> None:
     events: list[TrainingEvent] = []
     config = fast_config(
         small_scifact, training_work_dir, epochs=5, learning_rate=4e-4, early_stopping_patience=1,
@@ -27,10 +29,19 @@ def test_early_stopping_restores_the_best_checkpoint(small_scifact: Path, traini
     )  # fmt: skip
     result = fine_tune(config, on_event=events.append)
     scores = [e.metrics["ndcg@10"] for e in events if e.kind == "evaluation"]
-    assert result.validation["ndcg@10"] == pytest.approx(max(scores))
+    epochs = [e.epoch for e in events if e.kind == "evaluation"]
     if len(scores) < 5:  # stopped early: the last evaluation was worse than the best one
         assert scores[-1] < max(scores)
-    # The saved model really is the best one: re-scoring it on the validation queries gives the best score.
+    best_epoch = epochs[scores.index(max(scores))]
+    floor = max(scores) * (1 - config.averaging_tolerance)
+    if len(result.averaged_epochs) > 1:
+        # The mean of the plateau's checkpoints replaced the best one only because it validated at least as well.
+        assert result.averaged_epochs == tuple(e for e, score in zip(epochs, scores, strict=True) if score >= floor)
+        assert result.validation["ndcg@10"] >= max(scores)
+    else:
+        assert result.averaged_epochs == (best_epoch,)
+        assert result.validation["ndcg@10"] == pytest.approx(max(scores))
+    # The saved model really is the one reported: re-scoring it on the validation queries gives its score.
     from rag_factory.data.beir import load_beir
     from rag_factory.models.evaluation.exact_search import search
     from rag_factory.models.evaluation.retrieval_metrics import evaluate_run
@@ -44,7 +55,7 @@ def test_early_stopping_restores_the_best_checkpoint(small_scifact: Path, traini
     found = search(encode([data.queries[q] for q in validation]), encode(list(data.corpus.values())),
                    list(validation), list(data.corpus))  # fmt: skip
     rescored = evaluate_run(found, {q: dict.fromkeys(d, 1) for q, d in validation.items()}, ["ndcg@10"])
-    assert rescored["ndcg@10"] == pytest.approx(max(scores), abs=2e-3)
+    assert rescored["ndcg@10"] == pytest.approx(result.validation["ndcg@10"], abs=2e-3)
 
 
 def test_events_report_steps_evaluations_and_done(
@@ -97,7 +108,8 @@ def test_registration_records_lineage_alias_and_metrics(small_scifact: Path, tra
         metrics = record.all_metrics()
         assert metrics["ndcg_at_10"] == pytest.approx(result.test["ndcg@10"])  # type: ignore[index]
         for key in ("validation_ndcg@10", "base_test_ndcg@10", "test_ndcg@10_p_value", "model_size_mb",
-                    "avg_inference_time_ms", "hp_learning_rate", "hp_attention_dropout"):  # fmt: skip
+                    "avg_inference_time_ms", "hp_learning_rate", "hp_attention_dropout",
+                    "hp_averaging_tolerance", "checkpoints_averaged"):  # fmt: skip
             assert key in metrics
         artifact = registry.artifact_path(record.model_id)
         assert artifact is not None
@@ -105,6 +117,7 @@ def test_registration_records_lineage_alias_and_metrics(small_scifact: Path, tra
         assert json.loads((artifact / "config.json").read_text())["attention_probs_dropout_prob"] == 0.1
         recorded = json.loads((artifact / "rag_factory_training.json").read_text())
         assert recorded["dataset"]["sha256"] and recorded["strategy"] == "mnrl"
+        assert recorded["averaged_epochs"] == list(result.averaged_epochs) == [1.0]  # one epoch: nothing to average
         card = (artifact / "README.md").read_text()
     first_query = json.loads((small_scifact / "queries.jsonl").read_text().splitlines()[0])["text"]
     assert first_query not in card
@@ -117,11 +130,12 @@ def test_cli_trains_exports_and_registers_end_to_end(
 
     out = training_work_dir / "cli-model"
     registry_path = training_work_dir / "cli-registry"
-    code = main(["train", "--data", str(small_scifact), "--epochs", "1", "--out", str(out),
+    code = main(["train", "--data", str(small_scifact), "--epochs", "1", "--out", str(out), "--precision", "fp32",
                  "--registry", str(registry_path), "--work-dir", str(training_work_dir)])  # fmt: skip
     printed = capsys.readouterr().out
     assert code == 0
     assert "test nDCG@10" in printed and "paired test" in printed and "as candidate" in printed
+    assert "bf16=0" in printed and "weights: epoch 1, the best on validation" in printed
     assert (out / "modules.json").is_file()
     assert (out / "onnx" / "model.onnx").is_file() and (out / "onnx" / "model_int8.onnx").is_file()
     with ModelRegistry(registry_path) as registry:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from rag_factory.errors import InvalidArgumentError
 from rag_factory.models.training.config import SearchSpace
+from rag_factory.models.training.precision import ResolvedPrecision
 from rag_factory.models.training.preparation import PreparedRun
 from rag_factory.models.training.strategies import StrategyInputs
 
@@ -44,6 +45,7 @@ def search_hyperparameters(
     space: SearchSpace,
     *,
     cancel: threading.Event | None = None,
+    precision: ResolvedPrecision = "fp32",
 ) -> tuple[Hyperparameters, list[dict[str, float]]]:
     """Train one fresh model per trial and keep the values with the best validation nDCG@10.
 
@@ -62,8 +64,9 @@ def search_hyperparameters(
             break
         model = fresh_model()
         outcome = train_once(
-            model, run, rows, inputs, params, run.config.work_dir / f"search-{number}", evaluator=evaluator
-        )
+            model, run, rows, inputs, params, run.config.work_dir / f"search-{number}",
+            evaluator=evaluator, precision=precision,
+        )  # fmt: skip
         score = outcome.validation.get("ndcg@10", float("-inf"))
         trials.append(
             {"learning_rate": params.learning_rate, "epochs": params.epochs, "batch_size": params.batch_size,

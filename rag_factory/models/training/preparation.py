@@ -26,6 +26,7 @@ from rag_factory.models.training.examples import (
     load_query_logs,
     normalise_query,
 )
+from rag_factory.models.training.precision import ResolvedPrecision, autocast
 from rag_factory.models.training.splits import check_disjoint, split_by_query
 from rag_factory.models.training.strategies import Strategy, get_strategy
 
@@ -195,9 +196,16 @@ def validation_corpus(
 
 
 def make_validation_evaluator(
-    run: PreparedRun, corpus: dict[str, str], max_seq_length: int, batch_size: int = 32
+    run: PreparedRun,
+    corpus: dict[str, str],
+    max_seq_length: int,
+    batch_size: int = 32,
+    precision: ResolvedPrecision = "fp32",
 ) -> Any:
-    """An ``InformationRetrievalEvaluator`` over the validation split that embeds at inference length."""
+    """An ``InformationRetrievalEvaluator`` over the validation split that embeds at inference length.
+
+    It encodes in the run's ``precision``, inside training and after it (checkpoint averaging).
+    """
     from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
     class _InferenceLengthEvaluator(InformationRetrievalEvaluator):  # type: ignore[misc]
@@ -206,7 +214,8 @@ def make_validation_evaluator(
             previous = model.max_seq_length
             model.max_seq_length = max_seq_length
             try:
-                return super().__call__(model, *args, **kwargs)
+                with autocast(precision, model.device.type):
+                    return super().__call__(model, *args, **kwargs)
             finally:
                 model.max_seq_length = previous
 

@@ -79,6 +79,8 @@ def _metrics(result: FineTuneResult) -> dict[str, float]:
         metrics["test_ndcg@10_wilcoxon_p_value"] = result.comparison.wilcoxon_pvalue
     metrics.update({f"hp_{k}": float(v) for k, v in result.hyperparameters.items()})
     metrics.update({"epochs_trained": result.epochs_trained, "train_seconds": result.train_seconds})
+    if result.averaged_epochs:
+        metrics["checkpoints_averaged"] = float(len(result.averaged_epochs))
     return metrics
 
 
@@ -94,6 +96,7 @@ def write_training_record(run: PreparedRun, result: FineTuneResult) -> None:
         "metrics": _metrics(result),
         "comparison": result.comparison.model_dump() if result.comparison else None,
         "search_trials": result.search_trials,
+        "averaged_epochs": list(result.averaged_epochs),
     }  # fmt: skip
     path = result.output_dir / TRAINING_RECORD
     path.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")

@@ -25,6 +25,7 @@ from rag_factory.models.training.config import FineTuneConfig
 from rag_factory.models.training.dropout import set_training_dropout
 from rag_factory.models.training.events import CancelCallback, EventCallback, EventSink, TrainingEvent
 from rag_factory.models.training.mining import encode_corpus, mine_hard_negatives
+from rag_factory.models.training.precision import ResolvedPrecision, autocast, resolve_precision
 from rag_factory.models.training.preparation import (
     PreparedRun,
     calibration_sample,
@@ -63,6 +64,7 @@ class TrainOutcome:
     seconds: float
     rows: int
     steps: int
+    averaged_epochs: tuple[float, ...] = ()  # epochs whose weights the model holds (their mean if several)
 
 
 @dataclass
@@ -86,6 +88,7 @@ class FineTuneResult:
     model_id: str | None = None
     model_ref: str | None = None
     search_trials: list[dict[str, float]] = field(default_factory=list)
+    averaged_epochs: tuple[float, ...] = ()  # checkpoints averaged into the result; one: the best epoch alone
 
 
 def contrastive_options(config: FineTuneConfig) -> dict[str, Any]:
@@ -99,8 +102,12 @@ def contrastive_options(config: FineTuneConfig) -> dict[str, Any]:
 
 
 def _optional_hyperparameters(config: FineTuneConfig) -> dict[str, float]:
-    # Dropout rates and hardness weight, recorded only when the run sets them (None keeps the base's).
-    values = {"attention_dropout": config.attention_dropout, "hidden_dropout": config.hidden_dropout}
+    # Dropout rates, averaging tolerance and hardness weight, recorded only when the run uses them.
+    values = {
+        "attention_dropout": config.attention_dropout,
+        "hidden_dropout": config.hidden_dropout,
+        "averaging_tolerance": config.averaging_tolerance if config.average_checkpoints else None,
+    }
     if config.hardness_mode is not None:
         values["hardness_strength"] = config.hardness_strength
     return {name: value for name, value in values.items() if value is not None}
@@ -125,15 +132,19 @@ def load_sentence_transformer(path: Path | str, device: str) -> SentenceTransfor
     return model
 
 
-def encoder_of(model: SentenceTransformer, max_seq_length: int, progress: bool = False) -> Encoder:
-    """``model.encode`` at ``max_seq_length`` with normalised float32 output."""
+def encoder_of(
+    model: SentenceTransformer, max_seq_length: int, progress: bool = False, precision: ResolvedPrecision = "fp32"
+) -> Encoder:
+    """``model.encode`` at ``max_seq_length`` with normalised float32 output, in ``precision``."""
 
     def encode(texts: Sequence[str]) -> npt.NDArray[np.float32]:
         previous, model.max_seq_length = model.max_seq_length, max_seq_length
         try:
-            vectors = model.encode(
-                list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=progress
-            )
+            with autocast(precision, model.device.type):
+                vectors = model.encode(
+                    list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
+                    show_progress_bar=progress,
+                )  # fmt: skip
         finally:
             model.max_seq_length = previous
         return np.asarray(vectors, dtype=np.float32)
@@ -151,12 +162,22 @@ def train_once(
     *,
     evaluator: Any | None,
     callbacks: Sequence[Any] = (),
+    cancel: threading.Event | None = None,
+    precision: ResolvedPrecision = "fp32",
 ) -> TrainOutcome:
-    """One session of the sentence-transformers trainer on ``rows``; restores the best validation checkpoint."""
+    """One session of the sentence-transformers trainer on ``rows``.
+
+    With an evaluator, the model ends holding the best validation checkpoint, or (with
+    ``config.average_checkpoints``) the mean of the checkpoints on the validation plateau when that
+    validates at least as well. A set ``cancel`` skips the averaging (the run is being abandoned).
+    ``precision`` bf16 trains under autocast; the weights, and the model's later calls, stay fp32.
+    """
     from datasets import Dataset
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.base.sampler import BatchSamplers
     from transformers import EarlyStoppingCallback, PrinterCallback
+
+    from rag_factory.models.training.averaging import CheckpointPool, average_plateau
 
     config = run.config
     dataset = Dataset.from_dict(rows)
@@ -185,10 +206,15 @@ def train_once(
         seed=config.seed,
         data_seed=config.seed,
         use_cpu=config.device == "cpu",
+        bf16=precision == "bf16",
         disable_tqdm=not config.show_progress,
         dataloader_num_workers=0,
     )
     trainer_callbacks = list(callbacks)
+    averaging_on = validate and config.average_checkpoints
+    pool = CheckpointPool(output_dir / "averaging", BEST_METRIC) if averaging_on else None
+    if pool is not None:
+        trainer_callbacks.append(pool)
     if validate and config.early_stopping_patience:
         trainer_callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
     inference_length = model.max_seq_length
@@ -209,7 +235,7 @@ def train_once(
         trainer.train()
     finally:
         model.max_seq_length = inference_length
-    seconds = time.perf_counter() - started
+        _drop_autocast_wrapper(model)
     state = trainer.state
     best: dict[str, float] = {}
     for entry in state.log_history:
@@ -217,8 +243,29 @@ def train_once(
             best = {k.removeprefix("eval_validation_cosine_"): float(v) for k, v in entry.items() if "validation" in k}
             if entry[BEST_METRIC] == state.best_metric:
                 break
+    averaged: tuple[float, ...] = ()
+    if pool is not None and evaluator is not None and best and not (cancel is not None and cancel.is_set()):
+        validate_model = evaluator
+        averaging = average_plateau(
+            model, pool, lambda m: _validation_metrics(validate_model(m)), best, config.averaging_tolerance
+        )
+        best, averaged = averaging.metrics, averaging.epochs
+    seconds = time.perf_counter() - started
     shutil.rmtree(output_dir, ignore_errors=True)  # checkpoints; the caller saves the restored model
-    return TrainOutcome(best, float(state.epoch or 0.0), seconds, len(dataset), state.global_step)
+    return TrainOutcome(best, float(state.epoch or 0.0), seconds, len(dataset), state.global_step, averaged)
+
+
+def _drop_autocast_wrapper(model: SentenceTransformer) -> None:
+    # For bf16, accelerate replaces the instance's forward with an autocast wrapper and keeps the
+    # original; without undoing that, every later encode and the ONNX export would run in bf16.
+    if model.__dict__.pop("_original_forward", None) is not None:
+        model.__dict__.pop("forward", None)
+
+
+def _validation_metrics(evaluated: dict[str, float]) -> dict[str, float]:
+    # The evaluator's own keys ("validation_cosine_ndcg@10") in the short form the log history gives.
+    prefix = "validation_cosine_"
+    return {k.removeprefix(prefix): float(v) for k, v in evaluated.items() if k.startswith(prefix)}
 
 
 def _subset_metrics(
@@ -278,9 +325,10 @@ def fine_tune(
         base = load_sentence_transformer(run.base_path, config.device)
         length: int = config.max_seq_length or int(base.max_seq_length or 256)
         base.max_seq_length = length
-        encode_base = encoder_of(base, length, config.show_progress)
+        precision = resolve_precision(config.precision, config.device)
+        encode_base = encoder_of(base, length, config.show_progress, precision)
         cache = config.work_dir / "cache"
-        base_key = f"{run.base_path}:{run.base_path.stat().st_mtime_ns}:{length}"
+        base_key = f"{run.base_path}:{run.base_path.stat().st_mtime_ns}:{length}:{precision}"
         doc_vectors = encode_corpus(encode_base, run.data, model_key=base_key, cache_dir=cache)
         inputs = StrategyInputs(
             num_negatives=config.num_negatives, seed=config.seed, contrastive=contrastive_options(config)
@@ -301,13 +349,13 @@ def fine_tune(
                 from rag_factory.models.embedding.hub import resolve_model_path
 
                 teacher = load_sentence_transformer(resolve_model_path(config.teacher_model), config.device)
-            inputs.teacher = encoder_of(teacher, length)
+            inputs.teacher = encoder_of(teacher, length, precision=precision)
         evaluator, corpus, base_validation = None, {}, {}
         if run.validation.pairs:
             val_queries = encode_base([run.validation.queries[q] for q in run.validation.positives()])
             corpus = validation_corpus(run, val_queries, doc_vectors)
             base_validation = _subset_metrics(val_queries, doc_vectors, run, corpus)
-            evaluator = make_validation_evaluator(run, corpus, length)
+            evaluator = make_validation_evaluator(run, corpus, length, precision=precision)
         rows = run.strategy.build_rows(train_data, inputs)
 
         def fresh_model() -> SentenceTransformer:
@@ -322,7 +370,7 @@ def fine_tune(
         trials: list[dict[str, float]] = []
         if config.search is not None and evaluator is not None:
             params, trials = search_hyperparameters(
-                run, rows, inputs, evaluator, fresh_model, config.search, cancel=cancel
+                run, rows, inputs, evaluator, fresh_model, config.search, cancel=cancel, precision=precision
             )
             _check_cancel(cancel, "the hyperparameter search")
         callbacks: list[Any] = [EventCallback(emit)]
@@ -330,8 +378,9 @@ def fine_tune(
             callbacks.append(CancelCallback(cancel))
         model = fresh_model()
         outcome = train_once(
-            model, run, rows, inputs, params, config.work_dir / "checkpoints", evaluator=evaluator, callbacks=callbacks
-        )
+            model, run, rows, inputs, params, config.work_dir / "checkpoints",
+            evaluator=evaluator, callbacks=callbacks, cancel=cancel, precision=precision,
+        )  # fmt: skip
         _check_cancel(cancel, "training")
 
         output_dir = config.output_dir or config.work_dir / "model"
@@ -341,7 +390,7 @@ def fine_tune(
         if run.test is not None:
             split = config.test_split or "test"
             base_eval = evaluate_encoder(encode_base, run.test, split, doc_vectors=doc_vectors)
-            final_eval = evaluate_encoder(encoder_of(model, length, config.show_progress), run.test, split)
+            final_eval = evaluate_encoder(encoder_of(model, length, config.show_progress, precision), run.test, split)
             base_test, test = base_eval.metrics, final_eval.metrics
             comparison = compare_paired(
                 base_eval.per_query["ndcg@10"], final_eval.per_query["ndcg@10"], metric="ndcg@10", seed=config.seed
@@ -352,6 +401,7 @@ def fine_tune(
             hyperparameters={"learning_rate": params.learning_rate, "epochs": params.epochs,
                              "batch_size": params.batch_size, "train_max_seq_length": config.train_max_seq_length,
                              "max_seq_length": length, "warmup_ratio": config.warmup_ratio, "seed": config.seed,
+                             "bf16": float(precision == "bf16"),
                              **({"num_negatives": config.num_negatives} if run.strategy.needs_negatives else {}),
                              **_optional_hyperparameters(config)},
             base_validation=base_validation,
@@ -366,6 +416,7 @@ def fine_tune(
             model_size_mb=size_mb,
             latency_ms=measure_latency_ms(model, list(run.data.queries.values())[:32]),
             search_trials=trials,
+            averaged_epochs=outcome.averaged_epochs,
         )  # fmt: skip
         _check_cancel(cancel, "evaluation")
         if registry is not None and config.register_result and run.base_record is not None:
