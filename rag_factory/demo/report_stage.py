@@ -17,6 +17,10 @@ def write_report(ctx: DemoContext) -> None:
         registry=ctx.registry, loader=ctx.loader, cache_dir=ctx.workdir / "embeddings",
     )  # fmt: skip
     report = comparison.report
+    # Evaluation picks each model's fastest backend, so the fine-tuned model (which ships ONNX
+    # exports) is scored in int8 here, not in the fp32 of stage 4; say so next to the figures.
+    sides = (("A", comparison.result_a.report), ("B", comparison.result_b.report))
+    print("  " + ", ".join(f"{side} = {r.model_id} ({r.backend} / {r.precision})" for side, r in sides))
     for name in ("ndcg@10", "mrr@10", "recall@100"):
         test = report.tests.get(name)
         if test is not None:
