@@ -138,6 +138,8 @@ def test_cli_trains_exports_and_registers_end_to_end(
     assert "bf16=0" in printed and "weights: epoch 1, the best on validation" in printed
     assert (out / "modules.json").is_file()
     assert (out / "onnx" / "model.onnx").is_file() and (out / "onnx" / "model_int8.onnx").is_file()
+    # The exports serve at the model's own token limit (MiniLM: 256), not at its 512 positions.
+    assert json.loads((out / "onnx" / "rag_factory_onnx.json").read_text())["max_seq_length"] == 256
     with ModelRegistry(registry_path) as registry:
         candidate = registry.get_alias("all-minilm-l6-v2", "candidate")
         assert candidate.metadata.base_model == "all-minilm-l6-v2-1.0.0"

@@ -27,13 +27,23 @@ def read_json(path: Path) -> dict[str, object]:
 
 
 def model_max_seq_length(directory: Path, default: int = 512) -> int:
-    """The token limit a model directory declares, preferring the sentence-transformers setting."""
+    """The token limit a model directory declares, preferring the sentence-transformers setting.
+
+    sentence-transformers 6 no longer writes ``max_seq_length`` to ``sentence_bert_config.json``; it
+    saves the limit as the tokenizer's ``model_max_length``. Without reading that, a fine-tuned
+    MiniLM (256 tokens) was exported and served at its 512 positions.
+    """
     for name in ("sentence_bert_config.json", ONNX_EXPORT_CONFIG):
         value = read_json(directory / name).get("max_seq_length")
         if isinstance(value, int) and value > 0:
             return value
     limit = read_json(directory / "config.json").get("max_position_embeddings")
-    return min(limit, default) if isinstance(limit, int) and limit > 0 else default
+    positions = min(limit, default) if isinstance(limit, int) and limit > 0 else default
+    # Tokenizers without a limit store a huge sentinel (int(1e30)); the positions bound it.
+    tokenizer_limit = read_json(directory / "tokenizer_config.json").get("model_max_length")
+    if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < positions:
+        return tokenizer_limit
+    return positions
 
 
 def declared_pooling(directory: Path) -> PoolingStrategy | None:
