@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default=None,
-        help="training arithmetic (default auto: bf16 autocast where this machine runs it faster)",
+        help="training arithmetic (default auto: bf16 autocast on a GPU that supports it, fp32 on CPU)",
     )
     parser.add_argument("--registry", default=DEFAULT_REGISTRY, help="model registry directory")
     parser.add_argument("--no-register", action="store_true", help="train and export only")
