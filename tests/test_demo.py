@@ -28,7 +28,9 @@ def test_demo_registers_three_models_and_reports_their_agreement(
     # The canary ends either way, and the alias agrees with the printed decision.
     assert aliases["production"] in ("minilm-1.1.0", "minilm-st-1.0.0")
     assert f"minilm@production now -> {aliases['production']}" in out
-    assert "A = minilm-st-1.0.0 (sentence_transformers / fp32), B = minilm-1.1.0 (onnx / int8)" in out
+    assert "A = minilm-st-1.0.0 (sentence_transformers / fp32), B = minilm-1.1.0 (sentence_transformers / fp32)" in out
+    # The report reuses the corpus vectors the A/B stage embedded for the same models and backend.
+    assert "(corpus vectors: A hit, B hit)" in out
     assert "report: " in out and (tmp_path / "demo" / "report" / "report.html").is_file()
     assert registry.get_record("minilm-onnx-int8-1.0.0").metrics["docs_per_second_cpu"] > 0
     # Stage 4: the real sidecar served a LlamaIndex index built through the plugin.

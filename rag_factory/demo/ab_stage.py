@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from rag_factory.data import bundled_dataset
 from rag_factory.demo.context import DemoContext, section
 
 STEPS = [0.2, 0.5, 1.0]
@@ -15,18 +16,22 @@ def ab_test_and_rollout(ctx: DemoContext) -> None:
     """Ramp the fine-tuned candidate on minilm@production; a click is a relevant doc in the top 5."""
     import grpc
 
+    from rag_factory.models.evaluation.evaluator import evaluate_detailed
     from sidecar.gen.rag_factory.v1 import ab_pb2, ab_pb2_grpc, embedding_pb2, embedding_pb2_grpc
 
     section("6. A/B test in the sidecar: base (A) vs fine-tuned (B), canary ramp 20% -> 50% -> 100%")
     dataset = ctx.dataset
     test = dataset.split("test")
-    doc_ids = list(dataset.corpus)
-    texts = [dataset.corpus[d].as_text() for d in doc_ids]
     # Each arm retrieves over the corpus embedded by its own model: vector spaces are never mixed.
-    corpus = {}
+    # The vectors come from the evaluation cache, in the backend the sidecar serves (the model's
+    # own), so the comparison report of stage 7 reuses them instead of embedding the corpus again.
+    corpus, doc_ids = {}, list(dataset.corpus)
     for role in ("base", "fine_tuned"):
-        _, model = ctx.registry.load_model(ctx.models[role], ctx.loader)
-        corpus[ctx.models[role]] = model.encode(texts)
+        offline = evaluate_detailed(
+            ctx.models[role], bundled_dataset("scifact_mini"), registry=ctx.registry, loader=ctx.loader,
+            backend="native", cache_dir=ctx.embedding_cache,
+        )  # fmt: skip
+        corpus[ctx.models[role]], doc_ids = offline.doc_vectors, offline.doc_ids
     channel = grpc.insecure_channel(ctx.sidecar_address)
     ab = ab_pb2_grpc.ABTestServiceStub(channel)  # type: ignore[no-untyped-call]
     embed = embedding_pb2_grpc.EmbeddingServiceStub(channel)  # type: ignore[no-untyped-call]

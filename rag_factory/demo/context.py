@@ -23,6 +23,11 @@ class DemoContext:
     sidecar_address: str = ""
     models: dict[str, str] = field(default_factory=dict)  # role ("base", "onnx", "fine_tuned") -> model id
 
+    @property
+    def embedding_cache(self) -> Path:
+        """Corpus vectors shared by the stages that evaluate (the A/B stage and the report)."""
+        return self.workdir / "embeddings"
+
 
 def section(title: str) -> None:
     """Print a stage heading."""

@@ -14,13 +14,15 @@ def write_report(ctx: DemoContext) -> None:
     section("7. Comparison report: base vs fine-tuned on the held-out test queries")
     comparison = compare_models_detailed(
         ctx.models["base"], ctx.models["fine_tuned"], bundled_dataset("scifact_mini"),
-        registry=ctx.registry, loader=ctx.loader, cache_dir=ctx.workdir / "embeddings",
+        registry=ctx.registry, loader=ctx.loader, backend="native", cache_dir=ctx.embedding_cache,
     )  # fmt: skip
     report = comparison.report
-    # Evaluation picks each model's fastest backend, so the fine-tuned model (which ships ONNX
-    # exports) is scored in int8 here, not in the fp32 of stage 4; say so next to the figures.
+    # Like for like: both models in their own fp32 backend, as stage 4 scored them and the sidecar
+    # served them in stage 6 (whose corpus vectors are reused from the cache). Left to evaluation's
+    # default ("fastest"), the fine-tuned model would be scored through its int8 export instead.
     sides = (("A", comparison.result_a.report), ("B", comparison.result_b.report))
-    print("  " + ", ".join(f"{side} = {r.model_id} ({r.backend} / {r.precision})" for side, r in sides))
+    print("  " + ", ".join(f"{side} = {r.model_id} ({r.backend} / {r.precision})" for side, r in sides)
+          + " (corpus vectors: " + ", ".join(f"{side} {r.corpus_cache}" for side, r in sides) + ")")  # fmt: skip
     for name in ("ndcg@10", "mrr@10", "recall@100"):
         test = report.tests.get(name)
         if test is not None:
