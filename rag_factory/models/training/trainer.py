@@ -240,7 +240,7 @@ def train_once(
     best: dict[str, float] = {}
     for entry in state.log_history:
         if BEST_METRIC in entry and (not best or entry[BEST_METRIC] == state.best_metric):
-            best = {k.removeprefix("eval_validation_cosine_"): float(v) for k, v in entry.items() if "validation" in k}
+            best = _validation_metrics(entry, logged=True)
             if entry[BEST_METRIC] == state.best_metric:
                 break
     averaged: tuple[float, ...] = ()
@@ -262,9 +262,10 @@ def _drop_autocast_wrapper(model: SentenceTransformer) -> None:
         model.__dict__.pop("forward", None)
 
 
-def _validation_metrics(evaluated: dict[str, float]) -> dict[str, float]:
-    # The evaluator's own keys ("validation_cosine_ndcg@10") in the short form the log history gives.
-    prefix = "validation_cosine_"
+def _validation_metrics(evaluated: dict[str, float], logged: bool = False) -> dict[str, float]:
+    # The validation evaluator's keys ("validation_cosine_ndcg@10") in short form ("ndcg@10"); in the
+    # trainer's log history they carry an "eval_" prefix as well (``logged``).
+    prefix = ("eval_" if logged else "") + "validation_cosine_"
     return {k.removeprefix(prefix): float(v) for k, v in evaluated.items() if k.startswith(prefix)}
 
 
