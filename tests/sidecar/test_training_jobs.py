@@ -20,13 +20,15 @@ pytestmark = pytest.mark.slow
 
 
 def _options(work_dir: Path, **overrides: Any) -> struct_pb2.Struct:
-    # A tiny real run on the bundled subset: short sequences, one epoch, no ONNX export.
+    # A tiny real run on the bundled subset: short sequences (the corpus is embedded at 64 tokens,
+    # not MiniLM's 256), one epoch, no ONNX export.
     options = struct_pb2.Struct()
     options.update(
         {
             "epochs": 1,
             "batch_size": 16,
             "train_max_seq_length": 32,
+            "max_seq_length": 64,
             "validation_corpus_size": 120,
             "test_split": None,
             "export_onnx": False,

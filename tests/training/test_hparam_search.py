@@ -37,7 +37,10 @@ def test_an_empty_space_is_refused() -> None:
 @pytest.mark.slow
 def test_search_picks_the_trial_with_the_best_validation_score(small_scifact: Path, training_work_dir: Path) -> None:
     space = SearchSpace(learning_rate=[1e-6, 1e-4], epochs=[1], batch_size=[16])
-    result = fine_tune(fast_config(small_scifact, training_work_dir, search=space, output_dir=training_work_dir / "s"))
+    config = fast_config(
+        small_scifact, training_work_dir, search=space, output_dir=training_work_dir / "s", test_split=None
+    )
+    result = fine_tune(config)
     assert len(result.search_trials) == 2
     best = max(result.search_trials, key=lambda trial: trial["validation_ndcg@10"])
     assert result.hyperparameters["learning_rate"] == best["learning_rate"]

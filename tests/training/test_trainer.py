@@ -25,7 +25,7 @@ def test_early_stopping_keeps_the_best_checkpoint_or_a_better_average(
     events: list[TrainingEvent] = []
     config = fast_config(
         small_scifact, training_work_dir, epochs=5, learning_rate=4e-4, early_stopping_patience=1,
-        validation_corpus_size=10_000, output_dir=training_work_dir / "early",
+        validation_corpus_size=10_000, output_dir=training_work_dir / "early", test_split=None,
     )  # fmt: skip
     result = fine_tune(config, on_event=events.append)
     scores = [e.metrics["ndcg@10"] for e in events if e.kind == "evaluation"]
@@ -62,7 +62,7 @@ def test_events_report_steps_evaluations_and_done(
     small_scifact: Path, training_work_dir: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     events: list[TrainingEvent] = []
-    fine_tune(fast_config(small_scifact, training_work_dir, epochs=1), on_event=events.append)
+    fine_tune(fast_config(small_scifact, training_work_dir, epochs=1, test_split=None), on_event=events.append)
     # Without show_progress, progress arrives only as events: the trainer prints no log dicts.
     assert "'loss'" not in capfd.readouterr().out
     kinds = [e.kind for e in events]
