@@ -80,12 +80,12 @@ def test_the_mean_replaces_the_best_checkpoint_only_when_it_validates_at_least_a
     # Scores peak at weight 3: the plateau's mean (epochs 1-3, weight 3) beats the best checkpoint (weight 1).
     model = _linear(1.0)
     outcome = average_plateau(model, pool, closeness_to(3.0), {"ndcg@10": 0.9}, tolerance=0.04)
-    assert outcome == AveragingOutcome((1.0, 2.0, 3.0), {"ndcg@10": 1.0}, averaged=True)
+    assert outcome == AveragingOutcome((1.0, 2.0, 3.0), {"ndcg@10": 1.0})
     assert _weight(model) == pytest.approx(3.0)
 
     # Scores peak at weight 1: the mean validates lower, so the best checkpoint's weights come back.
     outcome = average_plateau(model, pool, closeness_to(1.0), {"ndcg@10": 1.0}, tolerance=0.04)
-    assert outcome == AveragingOutcome((1.0,), {"ndcg@10": 1.0}, averaged=False)
+    assert outcome == AveragingOutcome((1.0,), {"ndcg@10": 1.0})
     assert _weight(model) == pytest.approx(1.0)
 
 
@@ -97,5 +97,5 @@ def test_a_plateau_of_one_checkpoint_costs_no_validation_pass(tmp_path: Path) ->
         raise AssertionError("one checkpoint needs no validation pass")
 
     outcome = average_plateau(model, pool, never_called, {"ndcg@10": 0.9}, tolerance=0.04)
-    assert outcome == AveragingOutcome((2.0,), {"ndcg@10": 0.9}, averaged=False)
+    assert outcome == AveragingOutcome((2.0,), {"ndcg@10": 0.9})
     assert _weight(model) == pytest.approx(2.0)

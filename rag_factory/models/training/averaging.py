@@ -114,11 +114,13 @@ def average_states(states: Iterable[Mapping[str, torch.Tensor]]) -> StateDict:
 
 @dataclass(frozen=True)
 class AveragingOutcome:
-    """What averaging did: the epochs whose weights the model now holds, and its validation metrics."""
+    """What averaging did: the epochs whose weights the model now holds, and its validation metrics.
+
+    One epoch means the best checkpoint was kept: the plateau held only it, or their mean scored lower.
+    """
 
     epochs: tuple[float, ...]
     metrics: dict[str, float]
-    averaged: bool  # False: one checkpoint on the plateau, or the mean scored lower than the best one
 
 
 def average_plateau(
@@ -142,13 +144,13 @@ def average_plateau(
     best = pool.best()
     plateau = pool.plateau(tolerance)
     if len(plateau) < 2:
-        return AveragingOutcome((best.epoch,), best_metrics, averaged=False)
+        return AveragingOutcome((best.epoch,), best_metrics)
     model.load_state_dict(average_states(pool.load(checkpoint) for checkpoint in plateau))
     metrics = evaluate(model)
     epochs = tuple(checkpoint.epoch for checkpoint in plateau)
     if metrics.get(metric, float("-inf")) >= best_metrics.get(metric, float("-inf")):
         logger.info("averaged epochs %s: validation %s %.4f", epochs, metric, metrics[metric])
-        return AveragingOutcome(epochs, metrics, averaged=True)
+        return AveragingOutcome(epochs, metrics)
     logger.info("the mean of epochs %s validated lower; keeping the best checkpoint", epochs)
     model.load_state_dict(pool.load(best))
-    return AveragingOutcome((best.epoch,), best_metrics, averaged=False)
+    return AveragingOutcome((best.epoch,), best_metrics)
