@@ -82,10 +82,8 @@ def run_train(args: argparse.Namespace) -> int:
     result = fine_tune(config, on_event=report)
     print(f"\nstrategy {result.strategy}: " + ", ".join(f"{k}={v:g}" for k, v in result.hyperparameters.items()))
     print(f"trained {result.epochs_trained:.1f} epochs on {result.train_rows} rows in {result.train_seconds:.0f} s")
-    if len(result.averaged_epochs) > 1:
-        print("weights: the mean of epochs " + ", ".join(f"{e:g}" for e in result.averaged_epochs))
-    elif result.averaged_epochs:
-        print(f"weights: epoch {result.averaged_epochs[0]:g}, the best on validation")
+    if result.averaged_epochs:
+        print(f"weights: {result.weights_summary()}")
     for trial in result.search_trials:
         print("search trial: " + ", ".join(f"{k}={v:g}" for k, v in trial.items()))
     print(f"{'':<22}{'base':>8}{'fine-tuned':>12}")

@@ -41,8 +41,7 @@ def fine_tune_candidate(ctx: DemoContext, epochs: int | None = None) -> None:
           f"{' <- '.join([result.model_id, *ctx.registry.ancestors(result.model_id)])}")  # fmt: skip
     print(f"trained {result.epochs_trained:.1f} epochs on {result.train_rows} pairs in {result.train_seconds:.0f} s")
     if len(result.averaged_epochs) > 1:
-        print("kept the mean of the validation plateau's checkpoints (epochs "
-              + ", ".join(f"{e:g}" for e in result.averaged_epochs) + ")")  # fmt: skip
+        print(f"kept the validation plateau's checkpoints averaged: {result.weights_summary()}")
     print(f"held-out test queries: nDCG@10 base {base_test.get('ndcg@10', float('nan')):.4f} -> "
           f"fine-tuned {test.get('ndcg@10', float('nan')):.4f}"
           + (f" (paired t-test p = {result.comparison.t_pvalue:.2g})" if result.comparison else ""))  # fmt: skip

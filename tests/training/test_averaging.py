@@ -99,3 +99,22 @@ def test_a_plateau_of_one_checkpoint_costs_no_validation_pass(tmp_path: Path) ->
     outcome = average_plateau(model, pool, never_called, {"ndcg@10": 0.9}, tolerance=0.04)
     assert outcome == AveragingOutcome((2.0,), {"ndcg@10": 0.9})
     assert _weight(model) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    ("epochs", "summary"),
+    [
+        ((2.0, 3.0, 4.0), "the mean of epochs 2, 3, 4"),
+        ((4.0,), "epoch 4, the best on validation"),
+        ((), ""),  # trained without validation: nothing was chosen
+    ],
+)
+def test_a_result_says_where_its_weights_came_from(epochs: tuple[float, ...], summary: str, tmp_path: Path) -> None:
+    from rag_factory.models.training.trainer import FineTuneResult
+
+    result = FineTuneResult(
+        output_dir=tmp_path, strategy="hard_negative", hyperparameters={}, base_validation={}, validation={},
+        base_test=None, test=None, comparison=None, epochs_trained=4.0, train_rows=10, train_seconds=1.0,
+        total_seconds=1.0, model_size_mb=1.0, latency_ms=1.0, averaged_epochs=epochs,
+    )  # fmt: skip
+    assert result.weights_summary() == summary

@@ -90,6 +90,14 @@ class FineTuneResult:
     search_trials: list[dict[str, float]] = field(default_factory=list)
     averaged_epochs: tuple[float, ...] = ()  # checkpoints averaged into the result; one: the best epoch alone
 
+    def weights_summary(self) -> str:
+        """Where the result's weights came from, for people: an epoch, or the mean of several ("" if unknown)."""
+        if len(self.averaged_epochs) > 1:
+            return "the mean of epochs " + ", ".join(f"{e:g}" for e in self.averaged_epochs)
+        if self.averaged_epochs:
+            return f"epoch {self.averaged_epochs[0]:g}, the best on validation"
+        return ""
+
 
 def contrastive_options(config: FineTuneConfig) -> dict[str, Any]:
     """Keyword arguments of the in-batch losses; empty for the loss's own defaults."""
