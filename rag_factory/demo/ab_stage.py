@@ -25,13 +25,15 @@ def ab_test_and_rollout(ctx: DemoContext) -> None:
     # Each arm retrieves over the corpus embedded by its own model: vector spaces are never mixed.
     # The vectors come from the evaluation cache, in the backend the sidecar serves (the model's
     # own), so the comparison report of stage 7 reuses them instead of embedding the corpus again.
-    corpus, doc_ids = {}, list(dataset.corpus)
-    for role in ("base", "fine_tuned"):
-        offline = evaluate_detailed(
+    offline = {
+        ctx.models[role]: evaluate_detailed(
             ctx.models[role], bundled_dataset("scifact_mini"), registry=ctx.registry, loader=ctx.loader,
             backend="native", cache_dir=ctx.embedding_cache,
-        )  # fmt: skip
-        corpus[ctx.models[role]], doc_ids = offline.doc_vectors, offline.doc_ids
+        )
+        for role in ("base", "fine_tuned")
+    }  # fmt: skip
+    corpus = {model_id: evaluated.doc_vectors for model_id, evaluated in offline.items()}
+    doc_ids = offline[ctx.models["base"]].doc_ids  # both evaluations list the corpus in file order
     channel = grpc.insecure_channel(ctx.sidecar_address)
     ab = ab_pb2_grpc.ABTestServiceStub(channel)  # type: ignore[no-untyped-call]
     embed = embedding_pb2_grpc.EmbeddingServiceStub(channel)  # type: ignore[no-untyped-call]
