@@ -20,6 +20,8 @@ def test_demo_registers_three_models_and_reports_their_agreement(
     out = capsys.readouterr().out
     assert "minilm-onnx-int8-1.0.0   vs minilm-st-1.0.0: mean 0.99" in out
     assert "minilm-hf-1.0.0          vs minilm-st-1.0.0: mean 1.00000" in out
+    # Stage 4 runs the default recipe within the demo's budget (here cut to one epoch).
+    assert "(default recipe, at most 1 epoch, validation over 300 documents)" in out
     registry = ModelRegistry(tmp_path / "demo" / "registry")
     assert registry.ancestors("minilm-onnx-int8-1.0.0") == ["minilm-st-1.0.0"]
     aliases = registry.aliases("minilm")

@@ -16,7 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     """Attach the ``demo`` command."""
     parser = subparsers.add_parser("demo", help="run the end-to-end demo on the bundled defaults")
     parser.add_argument("--workdir", default="demo_output", help="where the demo writes (replaced each run)")
-    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default: the recipe's)")
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="maximum fine-tuning epochs (default: 4, the demo's budget)"
+    )
     parser.set_defaults(func=run_demo)
 
 
