@@ -189,6 +189,32 @@ def test_a_dynamically_quantised_int8_graph_from_elsewhere_runs_on_onnx_runtime(
     assert cosines(model.encode(sample_texts), reference).mean() >= 0.99
 
 
+@pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
+def test_onnx_threads_caps_the_engine_and_is_reported(
+    onnx_export_dir: Path, tmp_path: Path, sample_texts: list[str], engine: str
+) -> None:
+    model = CustomModelLoader(cache_dir=tmp_path / "cache").load_model(
+        ModelConfig(
+            model_path=str(onnx_export_dir),
+            model_format="onnx",
+            quantization="int8",
+            additional_config={"onnx_runtime": engine, "onnx_threads": 1},
+        )
+    )
+    assert model.info.details["threads"] == "1"
+    assert model.encode(sample_texts[:2]).shape == (2, 384)
+
+
+@pytest.mark.parametrize("threads", [0, -2, "4", 1.5, True])
+def test_a_bad_onnx_thread_count_is_refused(onnx_export_dir: Path, threads: object) -> None:
+    with pytest.raises(InvalidConfigError, match="onnx_threads must be a positive integer"):
+        CustomModelLoader().load_model(
+            ModelConfig(
+                model_path=str(onnx_export_dir), model_format="onnx", additional_config={"onnx_threads": threads}
+            )
+        )
+
+
 def test_an_unknown_onnx_runtime_is_refused(onnx_export_dir: Path) -> None:
     with pytest.raises(InvalidConfigError, match="onnx_runtime"):
         CustomModelLoader().load_model(

@@ -29,6 +29,7 @@ class GraphRunner(Protocol):
     name: str
     input_names: set[str]
     output_dim: int | None  # from the graph's declared output shape, when it is static
+    threads: int  # threads the engine computes with; 0 when it picks for itself (all cores)
 
     def run(self, feeds: Feeds) -> Array:
         """The first output for one batch."""
@@ -77,6 +78,7 @@ class OrtRunner:
             raise ModelLoadError(f"ONNX Runtime could not load {str(onnx_file)!r}: {exc}") from exc
         self.input_names = {i.name for i in self._session.get_inputs()}
         self.name = self._session.get_providers()[0]
+        self.threads = int(self._session.get_session_options().intra_op_num_threads)
         shape = self._session.get_outputs()[0].shape
         self.output_dim: int | None = shape[-1] if isinstance(shape[-1], int) else None
 
@@ -117,6 +119,7 @@ class OpenVinoRunner:
         self.input_names = {port.get_any_name() for port in latency.inputs}
         self.name = "OpenVINO CPU"
         self.output_dim: int | None = None
+        self.threads = int(latency.get_property("INFERENCE_NUM_THREADS"))
         self._request = latency.create_infer_request()
         self._queue = ov.AsyncInferQueue(throughput, self._streams)
         # An InferRequest and an AsyncInferQueue each serve one caller at a time.

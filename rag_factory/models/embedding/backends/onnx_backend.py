@@ -63,11 +63,14 @@ def find_int8_file(onnx_file: Path) -> Path | None:
 def _runner_for(onnx_file: Path, config: ModelConfig, precision: str) -> GraphRunner:
     """OpenVINO for static int8 graphs on CPU (its fused int8 kernels are 1.5x ONNX Runtime's), else ORT.
 
-    ``additional_config["onnx_runtime"]`` = ``"onnxruntime"`` or ``"openvino"`` forces one.
+    ``additional_config["onnx_runtime"]`` = ``"onnxruntime"`` or ``"openvino"`` forces one, and
+    ``additional_config["onnx_threads"]`` caps the threads of either engine.
     """
     extra = config.additional_config
-    threads = extra.get("ort_intra_op_threads")
-    threads = threads if isinstance(threads, int) and threads > 0 else None
+    # "ort_intra_op_threads" is the key's first name, from when only ONNX Runtime read it.
+    threads = extra.get("onnx_threads", extra.get("ort_intra_op_threads"))
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise InvalidConfigError(f"onnx_threads must be a positive integer, not {threads!r}")
     wanted = extra.get("onnx_runtime", "auto")
     if wanted not in ("auto", "onnxruntime", "openvino"):
         raise InvalidConfigError(f"onnx_runtime must be 'auto', 'onnxruntime' or 'openvino', not {wanted!r}")
@@ -103,7 +106,11 @@ class OnnxEmbeddingModel(EmbeddingModel):
                 precision=precision,
                 device=config.device,
                 source=str(onnx_file),
-                details={"pooling": self._pooling.value, "provider": self._runner.name},
+                details={
+                    "pooling": self._pooling.value,
+                    "provider": self._runner.name,
+                    "threads": str(self._runner.threads or "default"),
+                },
             ),
             embedding_dim=dim,
             max_seq_length=max_seq_length,
