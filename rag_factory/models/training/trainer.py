@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 Encoder = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 BEST_METRIC = "eval_validation_cosine_ndcg@10"
+NO_WIDGET_EXAMPLES = "rag-factory copies no training examples into model cards"
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,11 @@ def load_sentence_transformer(path: Path | str, device: str) -> SentenceTransfor
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(path), device=device, local_files_only=True)
-    # Widget examples would copy training texts into the model card.
+    # Widget examples would copy training texts into the model card. The trainer samples them (behind
+    # a "Computing widget examples" bar) whenever the widget is empty, whatever this flag says, so a
+    # fixed widget is set too. Exports write their own card anyway (export.py).
     model.model_card_data.generate_widget_examples = False
+    model.model_card_data.widget = [{"text": NO_WIDGET_EXAMPLES}]
     return model
 
 
