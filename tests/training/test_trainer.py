@@ -91,6 +91,16 @@ def test_cancelling_mid_training_raises_and_registers_nothing(small_scifact: Pat
     assert not (training_work_dir / "cancelled").exists()
 
 
+def test_a_packaged_hub_id_is_registered_once_as_the_lineage_root(tmp_path: Path) -> None:
+    with ModelRegistry(tmp_path / "registry") as registry:
+        base = ensure_base_registered(registry, MINILM)
+        assert ensure_base_registered(registry, MINILM) == base  # found again, not registered twice
+        assert base.ref == "all-minilm-l6-v2@1.0.0" and base.metadata.base_model == MINILM
+        assert "base" in base.metadata.tags and len(registry.list_models()) == 1
+        # Its size is recorded with the registration (MiniLM's weights and tokenizer: about 91 MB).
+        assert 50 < registry.get_record(base.model_id).all_metrics()["model_size_mb"] < 200
+
+
 def test_registration_records_lineage_alias_and_metrics(small_scifact: Path, training_work_dir: Path) -> None:
     registry_path = training_work_dir / "registry"
     with ModelRegistry(registry_path) as registry:

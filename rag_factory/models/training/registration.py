@@ -55,9 +55,7 @@ def ensure_base_registered(registry: ModelRegistry, base: str) -> ModelRecord:
         created_by="rag-factory train",
         tags=["base"],
     )
-    record = registry.register_model(metadata, artifact_path=path)
-    registry.update_metrics(record.model_id, {"model_size_mb": size_on_disk(path) / 1e6})
-    return registry.get_record(record.model_id)
+    return registry.register_model(metadata, artifact_path=path, metrics={"model_size_mb": size_on_disk(path) / 1e6})
 
 
 def _metrics(result: FineTuneResult) -> dict[str, float]:
