@@ -10,7 +10,7 @@ import pytest
 
 from rag_factory.errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError
 from rag_factory.models.embedding.models import ABTestConfig
-from rag_factory.models.evaluation.ab_statistics import Guardrail
+from rag_factory.models.evaluation.ab_guardrails import Guardrail
 from rag_factory.models.evaluation.ab_testing import ABTestingFramework
 from rag_factory.models.evaluation.experiment_memory_store import InMemoryExperimentStore
 

@@ -9,13 +9,12 @@ import pytest
 from scipy import stats
 
 from rag_factory.errors import InvalidArgumentError
+from rag_factory.models.evaluation.ab_analysis import analyze_arms
+from rag_factory.models.evaluation.ab_guardrails import Guardrail, check_guardrail
 from rag_factory.models.evaluation.ab_statistics import (
     Direction,
-    Guardrail,
     always_valid_p_values,
-    analyze_arms,
     bootstrap_mean_diff_ci,
-    check_guardrail,
     holm_adjust,
     mann_whitney_u,
     metric_direction,

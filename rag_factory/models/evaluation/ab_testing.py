@@ -23,15 +23,9 @@ from rag_factory.errors import (
     describe_choices,
 )
 from rag_factory.models.embedding.models import ABTestConfig, ABTestResult, MetricComparison
-from rag_factory.models.evaluation.ab_statistics import (
-    Decision,
-    Direction,
-    Guardrail,
-    MetricTest,
-    analyze_arms,
-    metric_direction,
-    sample_ratio_mismatch,
-)
+from rag_factory.models.evaluation.ab_analysis import Decision, MetricTest, analyze_arms
+from rag_factory.models.evaluation.ab_guardrails import Guardrail
+from rag_factory.models.evaluation.ab_statistics import Direction, metric_direction, sample_ratio_mismatch
 from rag_factory.models.evaluation.experiment_memory_store import (
     ExperimentRecord,
     ExperimentStore,
