@@ -24,7 +24,7 @@ from rag_factory.errors import (
 )
 from rag_factory.models.embedding.models import EmbeddingModelMetadata, ModelFormat
 from rag_factory.models.embedding.registry import ModelRegistry
-from rag_factory.models.embedding.storage import MIGRATIONS, SQLiteRegistryStore
+from rag_factory.models.embedding.sqlite_registry_store import MIGRATIONS, SQLiteRegistryStore
 
 
 def meta(model_id: str, name: str = "legal", version: str = "1.0.0", **fields: Any) -> EmbeddingModelMetadata:

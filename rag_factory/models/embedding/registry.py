@@ -28,7 +28,8 @@ from rag_factory.models.embedding.records import (
     check_load_config,
     check_metrics,
 )
-from rag_factory.models.embedding.storage import RegistryStore, SQLiteRegistryStore
+from rag_factory.models.embedding.registry_store import RegistryStore
+from rag_factory.models.embedding.sqlite_registry_store import SQLiteRegistryStore
 from rag_factory.models.embedding.versions import BUMPS, VersionRange, bump_version, is_version, version_key
 
 if TYPE_CHECKING:
