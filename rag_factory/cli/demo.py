@@ -6,6 +6,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from rag_factory.cli.arguments import positive_int
 from rag_factory.data import bundled_dataset
 from rag_factory.data.beir import load_beir
 from rag_factory.demo.context import DemoContext, section
@@ -17,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser("demo", help="run the end-to-end demo on the bundled defaults")
     parser.add_argument("--workdir", default="demo_output", help="where the demo writes (replaced each run)")
     parser.add_argument(
-        "--epochs", type=int, default=None, help="maximum fine-tuning epochs (default: 4, the demo's budget)"
+        "--epochs", type=positive_int, default=None, help="maximum fine-tuning epochs (default: 4, the demo's budget)"
     )
     parser.set_defaults(func=run_demo)
 

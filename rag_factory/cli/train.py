@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from rag_factory.cli.arguments import positive_int
 from rag_factory.cli.registry import DEFAULT_REGISTRY
 from rag_factory.models.embedding.hub import DEFAULT_BASE_MODEL
 
@@ -33,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument("--registry", default=DEFAULT_REGISTRY, help="model registry directory")
     parser.add_argument("--no-register", action="store_true", help="train and export only")
-    parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: the recipe's)")
+    parser.add_argument("--epochs", type=positive_int, default=None, help="maximum epochs (default: the recipe's)")
     parser.add_argument("--search", action="store_true", help="hyperparameter search on validation first")
     parser.add_argument("--work-dir", type=Path, default=Path(".rag_factory_training"), help="checkpoints and caches")
     parser.set_defaults(func=run_train)

@@ -67,3 +67,18 @@ def test_a_base_model_that_is_not_registered_is_refused(small_scifact: Path, tmp
         ModelNotFoundError, small_scifact, tmp_path, registry_path=tmp_path / "registry", base_model="legal@2.1.0"
     )
     assert "'legal@2.1.0' is not registered" in message
+
+
+@pytest.mark.parametrize("command", ["train", "demo"])
+@pytest.mark.parametrize("epochs", ["0", "-3", "two"])
+def test_the_command_line_refuses_a_bad_epoch_count_before_any_work(
+    command: str, epochs: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rag_factory.cli import main
+
+    extra = ["--data", str(tmp_path)] if command == "train" else ["--workdir", str(tmp_path / "demo")]
+    with pytest.raises(SystemExit) as exited:
+        main([command, *extra, "--epochs", epochs])
+    assert exited.value.code == 2  # argparse's usage error
+    assert "--epochs: expected a positive integer" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()
