@@ -10,6 +10,7 @@ from rag_factory.cli.arguments import positive_int
 from rag_factory.data import bundled_dataset
 from rag_factory.data.beir import load_beir
 from rag_factory.demo.context import DemoContext, section
+from rag_factory.demo.finetune_stage import DEMO_EPOCHS
 from rag_factory.models.embedding import CustomModelLoader, ModelRegistry
 
 
@@ -18,7 +19,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser = subparsers.add_parser("demo", help="run the end-to-end demo on the bundled defaults")
     parser.add_argument("--workdir", default="demo_output", help="where the demo writes (replaced each run)")
     parser.add_argument(
-        "--epochs", type=positive_int, default=None, help="maximum fine-tuning epochs (default: 4, the demo's budget)"
+        "--epochs",
+        type=positive_int,
+        default=DEMO_EPOCHS,
+        help=f"maximum fine-tuning epochs (default: {DEMO_EPOCHS}, the demo's budget)",
     )
     parser.set_defaults(func=run_demo)
 

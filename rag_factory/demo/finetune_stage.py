@@ -15,7 +15,7 @@ DEMO_EPOCHS = 4
 DEMO_VALIDATION_DOCUMENTS = 300
 
 
-def fine_tune_candidate(ctx: DemoContext, epochs: int | None = None) -> None:
+def fine_tune_candidate(ctx: DemoContext, epochs: int = DEMO_EPOCHS) -> None:
     """Run the default recipe within the demo's budget, register it with lineage, print base vs tuned.
 
     Validation comes from the train split only; the test queries are scored once, after training.
@@ -23,7 +23,6 @@ def fine_tune_candidate(ctx: DemoContext, epochs: int | None = None) -> None:
     from rag_factory.models.training.config import FineTuneConfig
     from rag_factory.models.training.trainer import fine_tune
 
-    epochs = epochs or DEMO_EPOCHS
     section(
         f"4. Fine-tuning on the bundled SciFact subset (default recipe, at most {epochs} "
         f"epoch{'s' if epochs != 1 else ''}, "
