@@ -332,6 +332,35 @@ def test_bad_alias_names_are_refused(legal: ModelRegistry, alias: str) -> None:
         legal.set_alias("legal", alias, "legal-1")
 
 
+def test_registering_with_an_alias_points_it_at_the_new_version_with_history(legal: ModelRegistry) -> None:
+    legal.set_alias("legal", "candidate", "legal-3")
+    record = legal.register_model(meta("legal-4", version="2.1.0"), aliases=("candidate",))
+    assert legal.get_alias("legal", "candidate").model_id == record.model_id == "legal-4"
+    assert legal.rollback("legal", "candidate").model_id == "legal-3"  # the previous target is kept
+
+
+def test_one_alias_given_as_a_string_is_one_alias_not_its_letters(registry: ModelRegistry) -> None:
+    registry.register_model(meta("legal-1"), aliases="candidate")
+    assert registry.aliases("legal") == {"candidate": "legal-1"}
+
+
+@pytest.mark.parametrize("alias", ["", "a@b", "1.0.0"], ids=["empty", "at-sign", "looks-like-version"])
+def test_registering_with_a_bad_alias_stores_nothing(registry: ModelRegistry, tmp_path: Path, alias: str) -> None:
+    artifact = tmp_path / "weights.bin"
+    artifact.write_bytes(b"weights")
+    with pytest.raises(InvalidArgumentError, match="alias"):
+        registry.register_model(meta("legal-1"), artifact_path=artifact, aliases=(alias,))
+    assert registry.get_model("legal-1") is None
+    assert registry.gc_artifacts() == []  # refused before the artifact was copied
+
+
+def test_a_refused_registration_leaves_the_alias_where_it_was(legal: ModelRegistry) -> None:
+    legal.set_alias("legal", "candidate", "legal-2")
+    with pytest.raises(DuplicateVersionError):
+        legal.register_model(meta("legal-9", version="2.0.0"), aliases=("candidate",))
+    assert legal.aliases("legal") == {"candidate": "legal-2"}
+
+
 def test_unset_alias_error_lists_set_aliases(legal: ModelRegistry) -> None:
     legal.set_alias("legal", "candidate", "legal-2")
     with pytest.raises(AliasNotFoundError, match="set aliases: candidate"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -76,6 +76,7 @@ class ModelRegistry:
         artifact_path: str | Path | None = None,
         load_config: Mapping[str, Any] | None = None,
         metrics: Mapping[str, float] | None = None,
+        aliases: Sequence[str] = (),
     ) -> ModelRecord:
         """Register a new model version.
 
@@ -86,6 +87,8 @@ class ModelRegistry:
             load_config: Loading options, i.e. ``ModelConfig`` fields other than ``model_path``
                 and ``model_format`` (pooling_strategy, normalize_embeddings, quantization, ...).
             metrics: Initial metrics; metadata metric fields go into the metadata.
+            aliases: Aliases of ``metadata.model_name`` to point at the new version, in the same
+                transaction as the registration (say ``("candidate",)``): either both happen or neither.
 
         Returns:
             The stored record.
@@ -98,6 +101,9 @@ class ModelRegistry:
         if not isinstance(metadata, EmbeddingModelMetadata):
             raise InvalidArgumentError(f"metadata must be an EmbeddingModelMetadata, got {type(metadata).__name__}")
         config = check_load_config(load_config or {}, metadata.format)
+        aliases = (aliases,) if isinstance(aliases, str) else tuple(aliases)  # one name, not its letters
+        for alias in aliases:
+            _check_alias_name(alias)
         # Fail before copying a possibly large artifact; the store re-checks atomically.
         if self._store.get_model(metadata.model_id) is not None:
             raise DuplicateVersionError(
@@ -116,7 +122,9 @@ class ModelRegistry:
                 # Stored before the row exists, so no row ever points to a missing artifact.
                 record.artifact_sha256 = self.artifacts.put(artifact_path)
             try:
-                self._store.insert_model(record, parent_id=metadata.base_model, check=self._artifact_present)
+                self._store.insert_model(
+                    record, parent_id=metadata.base_model, check=self._artifact_present, aliases=aliases
+                )
                 return record
             except _ArtifactVanished:
                 continue  # a concurrent delete or gc removed the shared copy; store it again

@@ -6,7 +6,7 @@ sidecar replicas (PostgreSQL, say) would implement the same methods with the sam
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from rag_factory.models.embedding.records import AliasEvent, ModelRecord
@@ -19,11 +19,18 @@ class RegistryStore(Protocol):
     """What ``ModelRegistry`` needs from a database. Every method is atomic and thread-safe."""
 
     def insert_model(
-        self, record: ModelRecord, *, parent_id: str | None = None, check: RecordCheck | None = None
+        self,
+        record: ModelRecord,
+        *,
+        parent_id: str | None = None,
+        check: RecordCheck | None = None,
+        aliases: Sequence[str] = (),
     ) -> None:
         """Insert a record, plus a lineage edge to ``parent_id`` if that model is registered.
 
         ``check`` runs inside the transaction, before the insert; whatever it raises aborts it.
+        Each of ``aliases`` is pointed at the new record in the same transaction, as ``push_alias``
+        would, so no reader ever sees the record without them.
 
         Raises:
             DuplicateVersionError: The model id or (name, version) is taken.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -101,7 +101,12 @@ class SQLiteRegistryStore(SQLiteDatabase):
     # -- models -----------------------------------------------------------------------------------
 
     def insert_model(
-        self, record: ModelRecord, *, parent_id: str | None = None, check: RecordCheck | None = None
+        self,
+        record: ModelRecord,
+        *,
+        parent_id: str | None = None,
+        check: RecordCheck | None = None,
+        aliases: Sequence[str] = (),
     ) -> None:
         """See ``RegistryStore.insert_model``."""
         meta = record.metadata
@@ -134,6 +139,8 @@ class SQLiteRegistryStore(SQLiteDatabase):
                     " WHERE model_id = ? AND model_id != ?",
                     (meta.model_id, parent_id, meta.model_id),
                 )
+            for alias in aliases:
+                _push_alias(conn, meta.model_name, alias, meta.model_id)
 
     def get_model(self, model_id: str) -> ModelRecord | None:
         """See ``RegistryStore.get_model``."""
@@ -223,18 +230,7 @@ class SQLiteRegistryStore(SQLiteDatabase):
     def push_alias(self, model_name: str, alias: str, model_id: str, check: RecordCheck) -> str | None:
         """See ``RegistryStore.push_alias``; setting the current target again records nothing."""
         with self._write() as conn:
-            target = self._checked_target(conn, model_name, model_id, check)
-            top = _stack_top(conn, model_name, alias)
-            previous = None if top is None else str(top["model_id"])
-            if previous == target:
-                return previous
-            position = 0 if top is None else int(top["position"]) + 1
-            conn.execute(
-                "INSERT INTO alias_stack (model_name, alias, position, model_id) VALUES (?, ?, ?, ?)",
-                (model_name, alias, position, target),
-            )
-            _log_event(conn, model_name, alias, "set", target, previous)
-            return previous
+            return _push_alias(conn, model_name, alias, self._checked_target(conn, model_name, model_id, check))
 
     def pop_alias(self, model_name: str, alias: str, check: RecordCheck) -> tuple[str, str] | None:
         """See ``RegistryStore.pop_alias``."""
@@ -353,6 +349,22 @@ _CURRENT_TARGETS = (
 def _row(conn: sqlite3.Connection, sql: str, *params: Any) -> sqlite3.Row | None:
     row: sqlite3.Row | None = conn.execute(sql, params).fetchone()
     return row
+
+
+def _push_alias(conn: sqlite3.Connection, model_name: str, alias: str, target: str) -> str | None:
+    # Push ``target`` on the alias's stack and log it; returns the previous target. Setting the
+    # current target again records nothing.
+    top = _stack_top(conn, model_name, alias)
+    previous = None if top is None else str(top["model_id"])
+    if previous == target:
+        return previous
+    position = 0 if top is None else int(top["position"]) + 1
+    conn.execute(
+        "INSERT INTO alias_stack (model_name, alias, position, model_id) VALUES (?, ?, ?, ?)",
+        (model_name, alias, position, target),
+    )
+    _log_event(conn, model_name, alias, "set", target, previous)
+    return previous
 
 
 def _stack_top(conn: sqlite3.Connection, model_name: str, alias: str) -> sqlite3.Row | None:

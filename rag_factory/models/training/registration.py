@@ -132,6 +132,7 @@ def register_fine_tuned(registry: ModelRegistry, run: PreparedRun, result: FineT
         tags=sorted({"fine-tuned", f"strategy:{result.strategy}", f"dataset:{run.data.name}",
                      f"dataset-sha256:{short_hash}", *run.config.tags}),
     )  # fmt: skip
-    record = registry.register_model(metadata, artifact_path=result.output_dir, metrics=_metrics(result))
-    registry.set_alias(name, CANDIDATE, record.model_id)
-    return registry.get_record(record.model_id)
+    # One transaction: a cancel or crash never leaves the version registered without its alias.
+    return registry.register_model(
+        metadata, artifact_path=result.output_dir, metrics=_metrics(result), aliases=(CANDIDATE,)
+    )
