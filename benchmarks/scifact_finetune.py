@@ -35,7 +35,8 @@ def main() -> None:
     from rag_factory.models.training.config import FineTuneConfig
     from rag_factory.models.training.events import TrainingEvent
     from rag_factory.models.training.registration import ensure_base_registered
-    from rag_factory.models.training.trainer import encoder_of, fine_tune, load_sentence_transformer
+    from rag_factory.models.training.sentence_models import encoder_of, load_sentence_transformer
+    from rag_factory.models.training.trainer import fine_tune
 
     started = time.perf_counter()
     registry_path = args.work / "registry"

@@ -31,7 +31,9 @@ def test_demo_registers_three_models_and_reports_their_agreement(
     assert aliases["production"] in ("minilm-1.1.0", "minilm-st-1.0.0")
     assert f"minilm@production now -> {aliases['production']}" in out
     assert "A = minilm-st-1.0.0 (sentence_transformers / fp32), B = minilm-1.1.0 (sentence_transformers / fp32)" in out
-    # The report reuses the corpus vectors the A/B stage embedded for the same models and backend.
+    # Neither later stage embeds the corpus again: the fine-tuning run stored both models' vectors
+    # where evaluation looks, and the A/B stage and the report read them back.
+    assert "corpus vectors: base hit, fine_tuned hit (stored by stage 4's run)" in out
     assert "(corpus vectors: A hit, B hit)" in out
     assert "report: " in out and (tmp_path / "demo" / "report" / "report.html").is_file()
     assert registry.get_record("minilm-onnx-int8-1.0.0").metrics["docs_per_second_cpu"] > 0

@@ -24,7 +24,7 @@ def ab_test_and_rollout(ctx: DemoContext) -> None:
     test = dataset.split("test")
     # Each arm retrieves over the corpus embedded by its own model: vector spaces are never mixed.
     # The vectors come from the evaluation cache, in the backend the sidecar serves (the model's
-    # own), so the comparison report of stage 7 reuses them instead of embedding the corpus again.
+    # own). Stage 4's run stored them there, and the comparison report of stage 7 reads them too.
     offline = {
         ctx.models[role]: evaluate_detailed(
             ctx.models[role], bundled_dataset("scifact_mini"), registry=ctx.registry, loader=ctx.loader,
@@ -33,6 +33,8 @@ def ab_test_and_rollout(ctx: DemoContext) -> None:
         for role in ("base", "fine_tuned")
     }  # fmt: skip
     corpus = {model_id: evaluated.doc_vectors for model_id, evaluated in offline.items()}
+    statuses = ", ".join(f"{role} {offline[ctx.models[role]].report.corpus_cache}" for role in ("base", "fine_tuned"))
+    print(f"  corpus vectors: {statuses} (stored by stage 4's run)")
     doc_ids = offline[ctx.models["base"]].doc_ids  # both evaluations list the corpus in file order
     channel = grpc.insecure_channel(ctx.sidecar_address)
     ab = ab_pb2_grpc.ABTestServiceStub(channel)  # type: ignore[no-untyped-call]

@@ -25,7 +25,7 @@ class DemoContext:
 
     @property
     def embedding_cache(self) -> Path:
-        """Corpus vectors shared by the stages that evaluate (the A/B stage and the report)."""
+        """Corpus vectors shared by the stages: written by fine-tuning, read by the A/B stage and the report."""
         return self.workdir / "embeddings"
 
 

@@ -36,6 +36,8 @@ def fine_tune_candidate(ctx: DemoContext, epochs: int = DEMO_EPOCHS) -> None:
         output_dir=ctx.workdir / "fine-tuned",
         epochs=epochs,
         validation_corpus_size=DEMO_VALIDATION_DOCUMENTS,
+        # The run embeds the whole corpus with both models; the A/B stage and the report read them back.
+        embedding_cache_dir=ctx.embedding_cache,
     )
     printed: set[str] = set()
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rag_factory.models.training.dropout import set_training_dropout
-from rag_factory.models.training.trainer import load_sentence_transformer
+from rag_factory.models.training.sentence_models import load_sentence_transformer
 
 
 def _rates(model: torch.nn.Module) -> dict[str, float]:

@@ -11,8 +11,9 @@ from pydantic import ValidationError
 from rag_factory.errors import InvalidArgumentError
 from rag_factory.jobs.fine_tune_job import job_config
 from rag_factory.models.training.config import FineTuneConfig
+from rag_factory.models.training.sentence_models import load_sentence_transformer
 from rag_factory.models.training.strategies import StrategyInputs, get_strategy
-from rag_factory.models.training.trainer import contrastive_options, load_sentence_transformer
+from rag_factory.models.training.trainer import contrastive_options
 
 GTE = ["query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"]
 

@@ -10,8 +10,9 @@ from training_helpers import fast_config
 
 from rag_factory.models.training.precision import ResolvedPrecision, autocast, resolve_precision
 from rag_factory.models.training.preparation import prepare
+from rag_factory.models.training.sentence_models import load_sentence_transformer
+from rag_factory.models.training.session import Hyperparameters, train_once
 from rag_factory.models.training.strategies import StrategyInputs, pair_rows
-from rag_factory.models.training.trainer import Hyperparameters, load_sentence_transformer, train_once
 
 
 @pytest.mark.parametrize(

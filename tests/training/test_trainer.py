@@ -11,6 +11,7 @@ from training_helpers import fast_config
 
 from rag_factory.errors import TrainingCancelledError
 from rag_factory.models.embedding.registry import ModelRegistry
+from rag_factory.models.evaluation.evaluator import evaluate_detailed
 from rag_factory.models.training.events import TrainingEvent
 from rag_factory.models.training.registration import ensure_base_registered
 from rag_factory.models.training.trainer import fine_tune
@@ -46,8 +47,8 @@ def test_early_stopping_keeps_the_best_checkpoint_or_a_better_average(
     from rag_factory.models.evaluation.exact_search import search
     from rag_factory.models.evaluation.retrieval_metrics import evaluate_run
     from rag_factory.models.training.examples import from_beir
+    from rag_factory.models.training.sentence_models import encoder_of, load_sentence_transformer
     from rag_factory.models.training.splits import split_by_query
-    from rag_factory.models.training.trainer import encoder_of, load_sentence_transformer
 
     data = from_beir(load_beir(small_scifact))
     validation = split_by_query(data, config.validation_fraction, seed=config.seed)[1].positives()
@@ -105,10 +106,20 @@ def test_registration_records_lineage_alias_and_metrics(small_scifact: Path, tra
     registry_path = training_work_dir / "registry"
     with ModelRegistry(registry_path) as registry:
         base = ensure_base_registered(registry, MINILM)
+    embeddings = training_work_dir / "registered-embeddings"
     config = fast_config(small_scifact, training_work_dir, epochs=1, registry_path=registry_path,
-                         base_model=base.ref, output_dir=training_work_dir / "registered")  # fmt: skip
+                         base_model=base.ref, output_dir=training_work_dir / "registered",
+                         embedding_cache_dir=embeddings)  # fmt: skip
     result = fine_tune(config)
     with ModelRegistry(registry_path) as registry:
+        # The run's corpus vectors of the result wait in the evaluation cache: evaluating the
+        # registered model on its own backend embeds only the queries, and scores as the run did.
+        evaluated = evaluate_detailed(result.model_id or "", small_scifact, registry=registry, backend="native",
+                                      cache_dir=embeddings)  # fmt: skip
+        assert evaluated.report.corpus_cache == "hit"
+        assert evaluated.report.metrics["ndcg@10"] == pytest.approx(result.test["ndcg@10"], abs=1e-6)  # type: ignore[index]
+        # The base's are not there: the run embedded it at 128 tokens, and evaluation runs it at 256.
+        assert len(list(embeddings.rglob("corpus.npy"))) == 1
         record = registry.get_record(str(result.model_id))
         assert record.metadata.version == "1.1.0" and record.metadata.model_name == base.metadata.model_name
         assert registry.ancestors(record.model_id) == [base.model_id]

@@ -24,7 +24,8 @@ from rag_factory.models.embedding.loader import CustomModelLoader
 from rag_factory.models.embedding.records import utcnow
 from rag_factory.models.embedding.registry import ModelRegistry
 from rag_factory.models.evaluation import embedding_space
-from rag_factory.models.evaluation.embedding_cache import DEFAULT_EMBEDDING_CACHE_DIR, CacheKey, CorpusEmbeddingCache
+from rag_factory.models.evaluation.corpus_vectors import cache_key
+from rag_factory.models.evaluation.embedding_cache import DEFAULT_EMBEDDING_CACHE_DIR, CorpusEmbeddingCache
 from rag_factory.models.evaluation.exact_search import search
 from rag_factory.models.evaluation.model_resolution import BackendChoice, ResolvedModel, resolve_model
 from rag_factory.models.evaluation.retrieval_metrics import DEFAULT_METRICS, parse_metric, per_query
@@ -347,18 +348,7 @@ def evaluate_detailed(
     clock = time.perf_counter()
     doc_ids = list(dataset.corpus)
     dataset_hash = dataset.content_hash()
-    key = CacheKey(
-        model_identity=resolved.identity,
-        model_id=resolved.model_id,
-        dataset=dataset.name,
-        dataset_hash=dataset_hash,
-        backend=model.info.backend,
-        precision=model.info.precision,
-        source=Path(model.info.source).name,
-        max_seq_length=model.max_seq_length,
-        normalize=model.normalize,
-        pooling=model.info.details.get("pooling", ""),
-    )
+    key = cache_key(resolved, dataset.name, dataset_hash)
     cache = CorpusEmbeddingCache(cache_dir) if cache_dir is not None else None
     doc_vectors = cache.load(key, doc_ids, model.embedding_dim) if cache is not None and not refresh_cache else None
     status: CacheStatus = "disabled" if cache is None else "hit" if doc_vectors is not None else "miss"

@@ -142,6 +142,12 @@ class FineTuneConfig(BaseModel):
         default=None, description="Receives the sentence-transformers directory; None uses a directory under work_dir."
     )
     work_dir: Path = Field(default=Path(".rag_factory_training"), description="Checkpoints and caches.")
+    embedding_cache_dir: Path | None = Field(
+        default=None,
+        description="An evaluation embedding cache (evaluate's cache_dir) that receives the corpus vectors the "
+        "run computed for the base and the registered result (BEIR data with a test split, fp32), so a later "
+        "evaluation of either on the model's own backend skips embedding the corpus; None stores nothing.",
+    )
     device: Literal["cpu", "cuda"] = Field(default="cpu", description="Training device.")
     precision: Precision = Field(
         default="auto",

@@ -12,18 +12,15 @@ from rag_factory.errors import InvalidArgumentError
 from rag_factory.models.training.config import SearchSpace
 from rag_factory.models.training.precision import ResolvedPrecision
 from rag_factory.models.training.preparation import PreparedRun
+from rag_factory.models.training.session import Hyperparameters, train_once
 from rag_factory.models.training.strategies import StrategyInputs
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from rag_factory.models.training.trainer import Hyperparameters
-
 
 def candidate_grid(space: SearchSpace, seed: int = 0) -> list[Hyperparameters]:
     """The trials to run: the whole grid, or a seeded sample of ``space.max_trials`` of it, in a stable order."""
-    from rag_factory.models.training.trainer import Hyperparameters
-
     grid = [
         Hyperparameters(lr, min(epochs, space.trial_epochs_cap or epochs), batch)
         for lr, epochs, batch in itertools.product(space.learning_rate, space.epochs, space.batch_size)
@@ -55,8 +52,6 @@ def search_hyperparameters(
     Returns:
         ``(best hyperparameters, one row per trial with its values and validation nDCG@10)``.
     """
-    from rag_factory.models.training.trainer import train_once
-
     trials: list[dict[str, float]] = []
     best: tuple[float, Hyperparameters] | None = None
     for number, params in enumerate(candidate_grid(space, run.config.seed)):
@@ -75,7 +70,5 @@ def search_hyperparameters(
         if best is None or score > best[0]:
             best = (score, params)
     if best is None:
-        from rag_factory.models.training.trainer import Hyperparameters
-
         return Hyperparameters(run.config.learning_rate, run.config.epochs, run.config.batch_size), trials
     return best[1], trials

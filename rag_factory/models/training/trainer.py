@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import logging
-import math
-import random
-import shutil
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from rag_factory.data.beir import BeirDataset
 from rag_factory.errors import TrainingCancelledError
 from rag_factory.models.embedding.registry import ModelRegistry
 from rag_factory.models.evaluation.exact_search import evaluate_encoder, search
@@ -25,7 +23,7 @@ from rag_factory.models.training.config import FineTuneConfig
 from rag_factory.models.training.dropout import set_training_dropout
 from rag_factory.models.training.events import CancelCallback, EventCallback, EventSink, TrainingEvent
 from rag_factory.models.training.mining import encode_corpus, mine_hard_negatives
-from rag_factory.models.training.precision import ResolvedPrecision, autocast, resolve_precision
+from rag_factory.models.training.precision import ResolvedPrecision, resolve_precision
 from rag_factory.models.training.preparation import (
     PreparedRun,
     calibration_sample,
@@ -35,37 +33,14 @@ from rag_factory.models.training.preparation import (
     title_pairs,
     validation_corpus,
 )
+from rag_factory.models.training.sentence_models import encoder_of, load_sentence_transformer, seed_everything
+from rag_factory.models.training.session import Hyperparameters, train_once
 from rag_factory.models.training.strategies import StrategyInputs, make_student
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 logger = logging.getLogger(__name__)
-
-Encoder = Callable[[Sequence[str]], npt.NDArray[np.float32]]
-BEST_METRIC = "eval_validation_cosine_ndcg@10"
-NO_WIDGET_EXAMPLES = "rag-factory copies no training examples into model cards"
-
-
-@dataclass(frozen=True)
-class Hyperparameters:
-    """The values a search varies."""
-
-    learning_rate: float
-    epochs: int
-    batch_size: int
-
-
-@dataclass
-class TrainOutcome:
-    """What one training session produced (the model is trained in place)."""
-
-    validation: dict[str, float]  # metrics of the restored best checkpoint ({} without validation)
-    epochs_trained: float
-    seconds: float
-    rows: int
-    steps: int
-    averaged_epochs: tuple[float, ...] = ()  # epochs whose weights the model holds (their mean if several)
 
 
 @dataclass
@@ -122,165 +97,6 @@ def _optional_hyperparameters(config: FineTuneConfig) -> dict[str, float]:
     return {name: value for name, value in values.items() if value is not None}
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch (the trainer seeds again from its arguments)."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def load_sentence_transformer(path: Path | str, device: str) -> SentenceTransformer:
-    """Load a sentence-transformers (or plain transformers) directory without touching any hub."""
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(path), device=device, local_files_only=True)
-    # Widget examples would copy training texts into the model card. The trainer samples them (behind
-    # a "Computing widget examples" bar) whenever the widget is empty, whatever this flag says, so a
-    # fixed widget is set too. Exports write their own card anyway (export.py).
-    model.model_card_data.generate_widget_examples = False
-    model.model_card_data.widget = [{"text": NO_WIDGET_EXAMPLES}]
-    return model
-
-
-def encoder_of(
-    model: SentenceTransformer, max_seq_length: int, progress: bool = False, precision: ResolvedPrecision = "fp32"
-) -> Encoder:
-    """``model.encode`` at ``max_seq_length`` with normalised float32 output, in ``precision``."""
-
-    def encode(texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        previous, model.max_seq_length = model.max_seq_length, max_seq_length
-        try:
-            with autocast(precision, model.device.type):
-                vectors = model.encode(
-                    list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
-                    show_progress_bar=progress,
-                )  # fmt: skip
-        finally:
-            model.max_seq_length = previous
-        return np.asarray(vectors, dtype=np.float32)
-
-    return encode
-
-
-def train_once(
-    model: SentenceTransformer,
-    run: PreparedRun,
-    rows: dict[str, list[Any]],
-    inputs: StrategyInputs,
-    params: Hyperparameters,
-    output_dir: Path,
-    *,
-    evaluator: Any | None,
-    callbacks: Sequence[Any] = (),
-    cancel: threading.Event | None = None,
-    precision: ResolvedPrecision = "fp32",
-) -> TrainOutcome:
-    """One session of the sentence-transformers trainer on ``rows``.
-
-    With an evaluator, the model ends holding the best validation checkpoint, or (with
-    ``config.average_checkpoints``) the mean of the checkpoints on the validation plateau when that
-    validates at least as well. A set ``cancel`` skips the averaging (the run is being abandoned).
-    ``precision`` bf16 trains under autocast; the weights, and the model's later calls, stay fp32.
-    """
-    from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.base.sampler import BatchSamplers
-    from transformers import EarlyStoppingCallback, PrinterCallback
-
-    from rag_factory.models.training.averaging import CheckpointPool, average_plateau
-
-    config = run.config
-    dataset = Dataset.from_dict(rows)
-    steps_per_epoch = math.ceil(len(dataset) / params.batch_size)
-    every = "steps" if config.eval_steps else "epoch"
-    validate = evaluator is not None
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=params.epochs,
-        per_device_train_batch_size=params.batch_size,
-        learning_rate=params.learning_rate,
-        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of all steps
-        weight_decay=config.weight_decay,
-        batch_sampler=BatchSamplers.BATCH_SAMPLER if run.strategy.trains_student else BatchSamplers.NO_DUPLICATES,
-        eval_strategy=every if validate else "no",
-        eval_steps=config.eval_steps,
-        save_strategy=every if validate else "no",
-        save_steps=config.eval_steps or 500,
-        save_total_limit=2,
-        save_only_model=True,
-        load_best_model_at_end=validate,
-        metric_for_best_model=BEST_METRIC if validate else None,
-        greater_is_better=True,
-        logging_steps=max(1, steps_per_epoch // 4),
-        report_to="none",
-        seed=config.seed,
-        data_seed=config.seed,
-        use_cpu=config.device == "cpu",
-        bf16=precision == "bf16",
-        disable_tqdm=not config.show_progress,
-        dataloader_num_workers=0,
-    )
-    trainer_callbacks = list(callbacks)
-    averaging_on = validate and config.average_checkpoints
-    pool = CheckpointPool(output_dir / "averaging", BEST_METRIC) if averaging_on else None
-    if pool is not None:
-        trainer_callbacks.append(pool)
-    if validate and config.early_stopping_patience:
-        trainer_callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping_patience))
-    inference_length = model.max_seq_length
-    model.max_seq_length = config.train_max_seq_length
-    trainer = SentenceTransformerTrainer(
-        model=model,
-        args=args,
-        train_dataset=dataset,
-        loss=run.strategy.build_loss(model, inputs),
-        evaluator=evaluator,
-        callbacks=trainer_callbacks,
-    )
-    if not config.show_progress:
-        # Without bars the trainer prints raw log dicts to stdout; events already report them.
-        trainer.remove_callback(PrinterCallback)
-    started = time.perf_counter()
-    try:
-        trainer.train()
-    finally:
-        model.max_seq_length = inference_length
-        _drop_autocast_wrapper(model)
-    state = trainer.state
-    best: dict[str, float] = {}
-    for entry in state.log_history:
-        if BEST_METRIC in entry and (not best or entry[BEST_METRIC] == state.best_metric):
-            best = _validation_metrics(entry, logged=True)
-            if entry[BEST_METRIC] == state.best_metric:
-                break
-    averaged: tuple[float, ...] = ()
-    if pool is not None and evaluator is not None and best and not (cancel is not None and cancel.is_set()):
-        validate_model = evaluator
-        averaging = average_plateau(
-            model, pool, lambda m: _validation_metrics(validate_model(m)), best, config.averaging_tolerance
-        )
-        best, averaged = averaging.metrics, averaging.epochs
-    seconds = time.perf_counter() - started
-    shutil.rmtree(output_dir, ignore_errors=True)  # checkpoints; the caller saves the restored model
-    return TrainOutcome(best, float(state.epoch or 0.0), seconds, len(dataset), state.global_step, averaged)
-
-
-def _drop_autocast_wrapper(model: SentenceTransformer) -> None:
-    # For bf16, accelerate replaces the instance's forward with an autocast wrapper and keeps the
-    # original; without undoing that, every later encode and the ONNX export would run in bf16.
-    if model.__dict__.pop("_original_forward", None) is not None:
-        model.__dict__.pop("forward", None)
-
-
-def _validation_metrics(evaluated: dict[str, float], logged: bool = False) -> dict[str, float]:
-    # The validation evaluator's keys ("validation_cosine_ndcg@10") in short form ("ndcg@10"); in the
-    # trainer's log history they carry an "eval_" prefix as well (``logged``).
-    prefix = ("eval_" if logged else "") + "validation_cosine_"
-    return {k.removeprefix(prefix): float(v) for k, v in evaluated.items() if k.startswith(prefix)}
-
-
 def _subset_metrics(
     query_vectors: npt.NDArray[np.float32],
     doc_vectors: npt.NDArray[np.float32],
@@ -293,6 +109,31 @@ def _subset_metrics(
     found = search(query_vectors, doc_vectors[keep], list(positives), [doc_ids[i] for i in keep], top_k=100)
     qrels = {q: dict.fromkeys(docs, 1) for q, docs in positives.items()}
     return evaluate_run(found, qrels, ("ndcg@10", "mrr@10", "recall@100"))
+
+
+def _share_corpus_vectors(
+    registry: ModelRegistry,
+    dataset: BeirDataset,
+    vectors: dict[str, npt.NDArray[np.float32]],
+    cache_dir: Path,
+    length: int,
+    precision: ResolvedPrecision,
+) -> None:
+    # The run embedded the whole corpus with the base and with the result; a later evaluation of
+    # either registered model on this dataset can read those vectors instead of embedding again.
+    # bf16 vectors would pass for fp32 ones, so only fp32 runs share. A failure here costs a later
+    # evaluation some time, never the trained model, so it is logged rather than raised.
+    if precision != "fp32":
+        return
+    from rag_factory.models.evaluation.corpus_vectors import store_corpus_vectors
+
+    for model_id, model_vectors in vectors.items():
+        try:
+            store_corpus_vectors(
+                model_id, dataset, model_vectors, registry=registry, cache_dir=cache_dir, max_seq_length=length
+            )
+        except Exception:
+            logger.warning("could not store the corpus vectors of %s in %s", model_id, cache_dir, exc_info=True)
 
 
 def _check_cancel(cancel: threading.Event | None, stage: str) -> None:
@@ -399,11 +240,13 @@ def fine_tune(
         output_dir = config.output_dir or config.work_dir / "model"
         emit(TrainingEvent(kind="export", epoch=outcome.epochs_trained, message=f"exporting to {output_dir}"))
         size_mb = export_model(model, output_dir, onnx=config.export_onnx, calibration_texts=calibration_sample(run))
-        base_test = test = comparison = None
+        base_test = test = comparison = final_docs = None
         if run.test is not None:
             split = config.test_split or "test"
+            encode_final = encoder_of(model, length, config.show_progress, precision)
+            final_docs = encode_final([doc.as_text() for doc in run.test.corpus.values()])
             base_eval = evaluate_encoder(encode_base, run.test, split, doc_vectors=doc_vectors)
-            final_eval = evaluate_encoder(encoder_of(model, length, config.show_progress, precision), run.test, split)
+            final_eval = evaluate_encoder(encode_final, run.test, split, doc_vectors=final_docs)
             base_test, test = base_eval.metrics, final_eval.metrics
             comparison = compare_paired(
                 base_eval.per_query["ndcg@10"], final_eval.per_query["ndcg@10"], metric="ndcg@10", seed=config.seed
@@ -438,6 +281,9 @@ def fine_tune(
             record = register_fine_tuned(registry, run, result)
             result.model_id, result.model_ref = record.model_id, record.ref
             emit(TrainingEvent(kind="registered", message=f"registered {record.ref} as candidate"))
+            if config.embedding_cache_dir is not None and run.test is not None and final_docs is not None:
+                vectors = {run.base_record.model_id: doc_vectors, record.model_id: final_docs}
+                _share_corpus_vectors(registry, run.test, vectors, config.embedding_cache_dir, length, precision)
         result.total_seconds = time.perf_counter() - started
         emit(TrainingEvent(kind="done", epoch=outcome.epochs_trained, metrics=test or outcome.validation))
         return result

@@ -1,0 +1,87 @@
+"""Corpus vectors in the evaluation cache: the key evaluation uses, and storing vectors made elsewhere.
+
+A fine-tuning run embeds the whole corpus with the base (to mine negatives) and with the result (to
+score the test split). ``store_corpus_vectors`` puts those vectors where a later evaluation of the
+registered models would look, so that evaluation does not embed the same corpus again.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from rag_factory.data.beir import BeirDataset
+from rag_factory.models.embedding.loader import CustomModelLoader
+from rag_factory.models.embedding.registry import ModelRegistry
+from rag_factory.models.evaluation.embedding_cache import CacheKey, CorpusEmbeddingCache
+from rag_factory.models.evaluation.model_resolution import ResolvedModel, resolve_model
+
+logger = logging.getLogger(__name__)
+
+# Backends that run a transformer's own torch weights, as the fine-tuning run's encoder does.
+_TORCH_BACKENDS = ("sentence_transformers", "huggingface")
+
+
+def cache_key(resolved: ResolvedModel, dataset_name: str, dataset_hash: str) -> CacheKey:
+    """The evaluation cache key of ``resolved``'s corpus vectors for a dataset (``BeirDataset.content_hash``)."""
+    model = resolved.model
+    return CacheKey(
+        model_identity=resolved.identity,
+        model_id=resolved.model_id,
+        dataset=dataset_name,
+        dataset_hash=dataset_hash,
+        backend=model.info.backend,
+        precision=model.info.precision,
+        source=Path(model.info.source).name,
+        max_seq_length=model.max_seq_length,
+        normalize=model.normalize,
+        pooling=model.info.details.get("pooling", ""),
+    )
+
+
+def store_corpus_vectors(
+    model_ref: str,
+    dataset: BeirDataset,
+    vectors: npt.NDArray[np.float32],
+    *,
+    registry: ModelRegistry,
+    cache_dir: str | Path,
+    max_seq_length: int,
+    loader: CustomModelLoader | None = None,
+) -> Path | None:
+    """Store ``vectors`` as evaluating ``model_ref`` on its own fp32 backend would cache them.
+
+    The vectors must come from the model's own torch weights in fp32, at ``max_seq_length`` tokens,
+    L2-normalised, one row per document in ``dataset.corpus`` order. They are stored only when that
+    is also how evaluation would embed (``backend="native"``); then evaluation reads them back
+    instead of embedding the corpus. Another batch order changes vectors only by float rounding
+    (about 1e-7), far below what moves a ranking metric.
+
+    Returns:
+        The cache folder, or None when evaluation would embed differently (nothing is stored).
+
+    Raises:
+        ValueError: ``vectors`` is not one row per document of ``dataset``.
+    """
+    if vectors.ndim != 2 or vectors.shape[0] != len(dataset.corpus):
+        raise ValueError(f"expected one vector per document of {dataset.name!r} ({len(dataset.corpus)}), "
+                         f"got shape {vectors.shape}")  # fmt: skip
+    resolved = resolve_model(model_ref, registry=registry, loader=loader or CustomModelLoader(), backend="native")
+    model = resolved.model
+    same = (
+        model.info.backend in _TORCH_BACKENDS
+        and model.info.precision == "fp32"
+        and model.max_seq_length == max_seq_length
+        and model.normalize
+        and model.embedding_dim == vectors.shape[1]
+    )
+    if not same:
+        logger.info("not caching corpus vectors of %s: evaluation would embed on %s/%s at %d tokens",
+                    model_ref, model.info.backend, model.info.precision, model.max_seq_length)  # fmt: skip
+        return None
+    return CorpusEmbeddingCache(cache_dir).save(
+        cache_key(resolved, dataset.name, dataset.content_hash()), list(dataset.corpus), vectors
+    )
