@@ -18,8 +18,9 @@ def write_report(ctx: DemoContext) -> None:
     )  # fmt: skip
     report = comparison.report
     # Like for like: both models in their own fp32 backend, as stage 4 scored them and the sidecar
-    # served them in stage 6 (whose corpus vectors are reused from the cache). Left to evaluation's
-    # default ("fastest"), the fine-tuned model would be scored through its int8 export instead.
+    # served them in stage 6; the corpus vectors come from the cache, where stage 4's run stored
+    # them. Left to evaluation's default ("fastest"), the fine-tuned model would be scored through
+    # its int8 export instead.
     sides = (("A", comparison.result_a.report), ("B", comparison.result_b.report))
     print("  " + ", ".join(f"{side} = {r.model_id} ({r.backend} / {r.precision})" for side, r in sides)
           + " (corpus vectors: " + ", ".join(f"{side} {r.corpus_cache}" for side, r in sides) + ")")  # fmt: skip

@@ -23,6 +23,7 @@ from rag_factory.errors import (
     UnknownFormatError,
 )
 from rag_factory.models.embedding.models import EmbeddingModelMetadata, ModelFormat
+from rag_factory.models.embedding.records import ModelRecord
 from rag_factory.models.embedding.registry import ModelRegistry
 from rag_factory.models.embedding.sqlite_registry_store import MIGRATIONS, SQLiteRegistryStore
 
@@ -359,6 +360,29 @@ def test_a_refused_registration_leaves_the_alias_where_it_was(legal: ModelRegist
     with pytest.raises(DuplicateVersionError):
         legal.register_model(meta("legal-9", version="2.0.0"), aliases=("candidate",))
     assert legal.aliases("legal") == {"candidate": "legal-2"}
+
+
+@pytest.mark.parametrize("refusal", ["duplicate-version", "failed-check"])
+def test_the_store_sets_no_alias_when_the_insert_it_belongs_to_fails(tmp_path: Path, refusal: str) -> None:
+    # Below ModelRegistry's own pre-checks: the alias and the insert are one transaction.
+    store = SQLiteRegistryStore(tmp_path / "r.db")
+    store.insert_model(ModelRecord(metadata=meta("legal-1")), aliases=("candidate",))
+    history = store.alias_history("legal", "candidate")
+
+    def refuse(record: ModelRecord) -> None:
+        raise FailedPreconditionError("refused by the check")
+
+    if refusal == "duplicate-version":
+        with pytest.raises(DuplicateVersionError):
+            store.insert_model(ModelRecord(metadata=meta("legal-2", version="1.0.0")), aliases=("candidate",))
+    else:
+        with pytest.raises(FailedPreconditionError, match="refused by the check"):
+            store.insert_model(ModelRecord(metadata=meta("legal-2", version="1.1.0")), aliases=("candidate",),
+                               check=refuse)  # fmt: skip
+    assert store.get_model("legal-2") is None
+    assert store.aliases("legal") == {"candidate": "legal-1"}
+    assert store.alias_history("legal", "candidate") == history
+    store.close()
 
 
 def test_unset_alias_error_lists_set_aliases(legal: ModelRegistry) -> None:

@@ -9,7 +9,7 @@ import numpy.typing as npt
 import pytest
 
 from rag_factory.data.beir import BeirDataset, load_beir
-from rag_factory.models.embedding import CustomModelLoader, ModelRegistry
+from rag_factory.models.embedding import CustomModelLoader, EmbeddingModelMetadata, ModelRegistry
 from rag_factory.models.evaluation.corpus_vectors import store_corpus_vectors
 from rag_factory.models.evaluation.evaluator import evaluate_detailed
 from rag_factory.models.training.sentence_models import encoder_of, load_sentence_transformer
@@ -80,6 +80,24 @@ def test_vectors_evaluation_would_not_reproduce_are_not_stored(
     )  # fmt: skip
     assert stored is None
     assert not any(tmp_path.iterdir())
+
+
+def test_vectors_are_not_stored_for_a_model_whose_pooling_evaluation_sets_itself(
+    minilm_dir: Path, dataset: BeirDataset, training_side_vectors: npt.NDArray[np.float32], tmp_path: Path
+) -> None:
+    # The same weights registered as a Hugging Face model with CLS pooling: evaluation would pool
+    # differently from the sentence-transformers pipeline the vectors came from.
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.register_model(
+        EmbeddingModelMetadata(model_id="minilm-cls-1.0.0", model_name="minilm-cls", version="1.0.0",
+                               format="huggingface", embedding_dim=384, max_seq_length=256),
+        artifact_path=minilm_dir, load_config={"pooling_strategy": "cls"},
+    )  # fmt: skip
+    cache = tmp_path / "embeddings"
+    stored = store_corpus_vectors("minilm-cls-1.0.0", dataset, training_side_vectors, registry=registry,
+                                  cache_dir=cache, max_seq_length=256)  # fmt: skip
+    registry.close()
+    assert stored is None and not cache.exists()
 
 
 def test_vectors_of_another_corpus_are_refused(

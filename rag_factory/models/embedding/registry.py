@@ -95,13 +95,13 @@ class ModelRegistry:
 
         Raises:
             DuplicateVersionError: The id or the version is taken (the message lists the versions).
-            InvalidArgumentError: Bad metadata, metrics or artifact path.
+            InvalidArgumentError: Bad metadata, metrics, artifact path or alias name.
             InvalidConfigError: ``load_config`` is not valid loading options.
         """
         if not isinstance(metadata, EmbeddingModelMetadata):
             raise InvalidArgumentError(f"metadata must be an EmbeddingModelMetadata, got {type(metadata).__name__}")
         config = check_load_config(load_config or {}, metadata.format)
-        aliases = (aliases,) if isinstance(aliases, str) else tuple(aliases)  # one name, not its letters
+        aliases = (aliases,) if isinstance(aliases, str) else tuple(aliases or ())  # one name, not its letters
         for alias in aliases:
             _check_alias_name(alias)
         # Fail before copying a possibly large artifact; the store re-checks atomically.

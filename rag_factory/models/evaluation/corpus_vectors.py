@@ -1,8 +1,9 @@
 """Corpus vectors in the evaluation cache: the key evaluation uses, and storing vectors made elsewhere.
 
-A fine-tuning run embeds the whole corpus with the base (to mine negatives) and with the result (to
-score the test split). ``store_corpus_vectors`` puts those vectors where a later evaluation of the
-registered models would look, so that evaluation does not embed the same corpus again.
+A fine-tuning run embeds the whole corpus with the base (for mining, validation and the base's test
+score) and with the result (for its test score). ``store_corpus_vectors`` puts those vectors where a
+later evaluation of the registered models would look, so that evaluation does not embed the same
+corpus again.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from rag_factory.models.evaluation.model_resolution import ResolvedModel, resolv
 
 logger = logging.getLogger(__name__)
 
-# Backends that run a transformer's own torch weights, as the fine-tuning run's encoder does.
-_TORCH_BACKENDS = ("sentence_transformers", "huggingface")
+# The one backend that embeds as the fine-tuning run does: the model's saved sentence-transformers
+# pipeline, pooling included. The huggingface backend pools as its load_config says (cls, max, ...),
+# which a sentence-transformers load of the same directory would not follow.
+_SAME_PIPELINE_BACKEND = "sentence_transformers"
 
 
 def cache_key(resolved: ResolvedModel, dataset_name: str, dataset_hash: str) -> CacheKey:
@@ -54,11 +57,13 @@ def store_corpus_vectors(
 ) -> Path | None:
     """Store ``vectors`` as evaluating ``model_ref`` on its own fp32 backend would cache them.
 
-    The vectors must come from the model's own torch weights in fp32, at ``max_seq_length`` tokens,
-    L2-normalised, one row per document in ``dataset.corpus`` order. They are stored only when that
-    is also how evaluation would embed (``backend="native"``); then evaluation reads them back
-    instead of embedding the corpus. Another batch order changes vectors only by float rounding
-    (about 1e-7), far below what moves a ranking metric.
+    The vectors must come from the model loaded as a ``SentenceTransformer`` in fp32, at
+    ``max_seq_length`` tokens, L2-normalised, one row per document in ``dataset.corpus`` order. They
+    are stored only when that is also how evaluation would embed (``backend="native"`` on a
+    sentence-transformers model, unquantised); then evaluation reads them back instead of embedding
+    the corpus. Evaluation batches the texts differently, which changes vectors only by float
+    rounding (``tests/evaluation/test_corpus_vectors.py`` bounds it at 1e-5), far below what moves
+    a ranking metric.
 
     Returns:
         The cache folder, or None when evaluation would embed differently (nothing is stored).
@@ -72,7 +77,7 @@ def store_corpus_vectors(
     resolved = resolve_model(model_ref, registry=registry, loader=loader or CustomModelLoader(), backend="native")
     model = resolved.model
     same = (
-        model.info.backend in _TORCH_BACKENDS
+        model.info.backend == _SAME_PIPELINE_BACKEND
         and model.info.precision == "fp32"
         and model.max_seq_length == max_seq_length
         and model.normalize

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from rag_factory.data.beir import BeirDataset
-from rag_factory.errors import TrainingCancelledError
+from rag_factory.errors import RagFactoryError, TrainingCancelledError
 from rag_factory.models.embedding.registry import ModelRegistry
 from rag_factory.models.evaluation.exact_search import evaluate_encoder, search
 from rag_factory.models.evaluation.retrieval_metrics import evaluate_run
@@ -22,6 +21,7 @@ from rag_factory.models.evaluation.significance import PairedComparison, compare
 from rag_factory.models.training.config import FineTuneConfig
 from rag_factory.models.training.dropout import set_training_dropout
 from rag_factory.models.training.events import CancelCallback, EventCallback, EventSink, TrainingEvent
+from rag_factory.models.training.hparam_search import search_hyperparameters
 from rag_factory.models.training.mining import encode_corpus, mine_hard_negatives
 from rag_factory.models.training.precision import ResolvedPrecision, resolve_precision
 from rag_factory.models.training.preparation import (
@@ -39,6 +39,8 @@ from rag_factory.models.training.strategies import StrategyInputs, make_student
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+    from rag_factory.data.beir import BeirDataset
 
 logger = logging.getLogger(__name__)
 
@@ -121,19 +123,24 @@ def _share_corpus_vectors(
 ) -> None:
     # The run embedded the whole corpus with the base and with the result; a later evaluation of
     # either registered model on this dataset can read those vectors instead of embedding again.
-    # bf16 vectors would pass for fp32 ones, so only fp32 runs share. A failure here costs a later
-    # evaluation some time, never the trained model, so it is logged rather than raised.
+    # bf16 vectors would pass for fp32 ones, so only fp32 runs share. A failing disk or artifact
+    # costs a later evaluation some time, never the trained model, so it is logged, not raised.
     if precision != "fp32":
+        logger.info("not sharing corpus vectors: this run embedded in %s, evaluation embeds in fp32", precision)
         return
+    from rag_factory.models.embedding.loader import CustomModelLoader
     from rag_factory.models.evaluation.corpus_vectors import store_corpus_vectors
 
-    for model_id, model_vectors in vectors.items():
-        try:
-            store_corpus_vectors(
-                model_id, dataset, model_vectors, registry=registry, cache_dir=cache_dir, max_seq_length=length
-            )
-        except Exception:
-            logger.warning("could not store the corpus vectors of %s in %s", model_id, cache_dir, exc_info=True)
+    loader = CustomModelLoader()  # builds each model's cache key; released right after
+    try:
+        for model_id, model_vectors in vectors.items():
+            try:
+                store_corpus_vectors(model_id, dataset, model_vectors, registry=registry, cache_dir=cache_dir,
+                                     max_seq_length=length, loader=loader)  # fmt: skip
+            except (OSError, RagFactoryError):
+                logger.warning("could not store the corpus vectors of %s in %s", model_id, cache_dir, exc_info=True)
+    finally:
+        loader.clear_cache()
 
 
 def _check_cancel(cancel: threading.Event | None, stage: str) -> None:
@@ -168,7 +175,6 @@ def fine_tune(
         TrainingCancelledError: ``cancel`` was set; nothing was exported or registered.
     """
     from rag_factory.models.training.export import export_model, measure_latency_ms
-    from rag_factory.models.training.hparam_search import search_hyperparameters
 
     started = time.perf_counter()
     emit: EventSink = on_event or (lambda event: None)
@@ -284,6 +290,10 @@ def fine_tune(
             if config.embedding_cache_dir is not None and run.test is not None and final_docs is not None:
                 vectors = {run.base_record.model_id: doc_vectors, record.model_id: final_docs}
                 _share_corpus_vectors(registry, run.test, vectors, config.embedding_cache_dir, length, precision)
+            elif config.embedding_cache_dir is not None:
+                logger.info("no corpus vectors shared: without a BEIR test split the result never embedded the corpus")
+        elif config.embedding_cache_dir is not None:
+            logger.info("no corpus vectors shared: the result was not registered, so no cache key names it")
         result.total_seconds = time.perf_counter() - started
         emit(TrainingEvent(kind="done", epoch=outcome.epochs_trained, metrics=test or outcome.validation))
         return result
