@@ -5,18 +5,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from rag_factory.errors import InvalidArgumentError
+from rag_factory.models.evaluation.exact_search import Encoder
 from rag_factory.models.training.examples import TrainingData
 
 logger = logging.getLogger(__name__)
 
-Encoder = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 
 # A candidate scoring above 0.95 x the positive's score is probably relevant but unjudged (a false
 # negative); this is the 5 % relative margin sentence-transformers suggests for mine_hard_negatives.

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
+from rag_factory.models.evaluation.exact_search import Encoder
 from rag_factory.models.training.precision import ResolvedPrecision, autocast
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-Encoder = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 NO_WIDGET_EXAMPLES = "rag-factory copies no training examples into model cards"
 
 

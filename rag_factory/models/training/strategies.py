@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import copy
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import numpy.typing as npt
-
 from rag_factory.errors import InvalidArgumentError, UnknownFormatError, describe_choices
+from rag_factory.models.evaluation.exact_search import Encoder
 from rag_factory.models.training.examples import TrainingData
 
 if TYPE_CHECKING:
@@ -19,7 +17,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 Rows = dict[str, list[Any]]
-Encoder = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 
 
 @dataclass
