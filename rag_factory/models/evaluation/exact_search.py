@@ -23,6 +23,7 @@ class RetrievalEvaluation:
     metrics: dict[str, float]
     per_query: dict[str, dict[str, float]]  # metric -> query id -> value
     run: Run  # query id -> top documents and scores
+    doc_vectors: npt.NDArray[np.float32]  # the corpus as searched, in dataset.corpus order
 
 
 def search(
@@ -85,5 +86,8 @@ def evaluate_encoder(
     query_vectors = encode([dataset.queries[q] for q in query_ids])
     run = search(query_vectors, doc_vectors, query_ids, doc_ids, top_k)
     return RetrievalEvaluation(
-        metrics=evaluate_run(run, qrels, metrics), per_query=per_query(run, qrels, metrics), run=run
+        metrics=evaluate_run(run, qrels, metrics),
+        per_query=per_query(run, qrels, metrics),
+        run=run,
+        doc_vectors=doc_vectors,
     )

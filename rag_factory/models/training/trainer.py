@@ -249,10 +249,9 @@ def fine_tune(
         base_test = test = comparison = final_docs = None
         if run.test is not None:
             split = config.test_split or "test"
-            encode_final = encoder_of(model, length, config.show_progress, precision)
-            final_docs = encode_final([doc.as_text() for doc in run.test.corpus.values()])
             base_eval = evaluate_encoder(encode_base, run.test, split, doc_vectors=doc_vectors)
-            final_eval = evaluate_encoder(encode_final, run.test, split, doc_vectors=final_docs)
+            final_eval = evaluate_encoder(encoder_of(model, length, config.show_progress, precision), run.test, split)
+            final_docs = final_eval.doc_vectors
             base_test, test = base_eval.metrics, final_eval.metrics
             comparison = compare_paired(
                 base_eval.per_query["ndcg@10"], final_eval.per_query["ndcg@10"], metric="ndcg@10", seed=config.seed
