@@ -6,8 +6,8 @@ import time
 
 import numpy as np
 
+from rag_factory.experiments.framework import ABTestingFramework
 from rag_factory.models.embedding.models import ABTestConfig
-from rag_factory.models.evaluation.ab_testing import ABTestingFramework
 
 OUTCOMES = 1_000_000
 

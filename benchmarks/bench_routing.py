@@ -6,9 +6,9 @@ import random
 import time
 from collections.abc import Callable
 
+from rag_factory.experiments.framework import ABTestingFramework
+from rag_factory.experiments.routing import assign_variant
 from rag_factory.models.embedding.models import ABTestConfig
-from rag_factory.models.evaluation.ab_testing import ABTestingFramework
-from rag_factory.models.evaluation.routing import assign_variant
 
 CALLS = 200_000
 

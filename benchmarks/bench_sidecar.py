@@ -29,7 +29,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
 from rag_factory.data import bundled_dataset  # noqa: E402
 from rag_factory.data.beir import load_beir  # noqa: E402
-from sidecar.gen.rag_factory.v1 import embedding_pb2, embedding_pb2_grpc  # noqa: E402
+from rag_factory_contract.v1 import embedding_pb2, embedding_pb2_grpc  # noqa: E402
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 

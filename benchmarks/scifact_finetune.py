@@ -31,12 +31,12 @@ def main() -> None:
     from rag_factory.data.beir import load_beir
     from rag_factory.models.embedding.hub import DEFAULT_BASE_MODEL
     from rag_factory.models.embedding.registry import ModelRegistry
-    from rag_factory.models.evaluation.exact_search import evaluate_encoder
     from rag_factory.models.training.config import FineTuneConfig
     from rag_factory.models.training.events import TrainingEvent
     from rag_factory.models.training.registration import ensure_base_registered
     from rag_factory.models.training.sentence_models import encoder_of, load_sentence_transformer
     from rag_factory.models.training.trainer import fine_tune
+    from rag_factory.retrieval.exact_search import evaluate_encoder
 
     started = time.perf_counter()
     registry_path = args.work / "registry"

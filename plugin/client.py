@@ -15,7 +15,7 @@ import grpc.aio
 from plugin.errors import error_from_rpc
 from plugin.results import EmbedResult, concat_results, result_from_response
 from rag_factory.errors import InvalidArgumentError
-from sidecar.gen.rag_factory.v1 import embedding_pb2, model_pb2
+from rag_factory_contract.v1 import embedding_pb2, model_pb2
 
 Encoding = Literal["packed", "repeated"]
 

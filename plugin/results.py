@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rag_factory.errors import FailedPreconditionError, RagFactoryError
-from sidecar.gen.rag_factory.v1 import common_pb2, embedding_pb2
+from rag_factory_contract.v1 import common_pb2, embedding_pb2
 
 VariantName = Literal["control", "candidate", ""]
 

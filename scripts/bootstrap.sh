@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Create .venv in the repo and install the project with its dev extras; a no-op when up to date.
+# Create .venv in the repo and install the project with its server and dev extras; a no-op when up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
@@ -15,7 +15,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$wanted" ]; then
     # ones actually imported on first use instead (about 9 s for the whole stack, once).
     extra=()
     [ -d /opt/wheels ] && extra=(--find-links /opt/wheels)
-    .venv/bin/python -m pip install --quiet --no-compile --disable-pip-version-check "${extra[@]}" -e ".[dev]" 2>&1 \
+    .venv/bin/python -m pip install --quiet --no-compile --disable-pip-version-check "${extra[@]}" -e ".[server,dev]" 2>&1 \
         | grep -v "^WARNING: Location" || true
     .venv/bin/python -c "import rag_factory, torch, sentence_transformers, onnxruntime" \
         || { echo "installation failed" >&2; exit 1; }

@@ -12,16 +12,16 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from rag_factory.errors import InvalidArgumentError, describe_validation_error
+from rag_factory.experiments.framework import ExperimentAnalysis
+from rag_factory.experiments.rollout import RolloutPlan, RolloutState
 from rag_factory.jobs.job_store import JobRecord
 from rag_factory.models.embedding.backends.base import EmbeddingModel
 from rag_factory.models.embedding.models import EmbeddingModelMetadata, ModelFormat
 from rag_factory.models.embedding.records import ModelComparison, ModelRecord
-from rag_factory.models.evaluation.ab_testing import ExperimentAnalysis
 from rag_factory.models.evaluation.comparison import ComparisonReport
 from rag_factory.models.evaluation.evaluator import EvaluationProgress, EvaluationReport
-from rag_factory.models.evaluation.rollout import RolloutPlan, RolloutState
 from rag_factory.serving.engine import EmbedCall, EmbedOutcome
-from sidecar.gen.rag_factory.v1 import (
+from rag_factory_contract.v1 import (
     ab_pb2,
     common_pb2,
     embedding_pb2,

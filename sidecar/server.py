@@ -17,17 +17,18 @@ import pluggy
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from rag_factory.experiments.framework import ABTestingFramework
+from rag_factory.experiments.rollout import RolloutManager
+from rag_factory.experiments.sqlite_store import SQLiteExperimentStore
 from rag_factory.hooks.manager import build_plugin_manager
 from rag_factory.jobs.job_manager import JobManager
 from rag_factory.models.embedding.loader import CustomModelLoader
 from rag_factory.models.embedding.registry import ModelRegistry
-from rag_factory.models.evaluation.ab_testing import ABTestingFramework
-from rag_factory.models.evaluation.experiment_sqlite_store import SQLiteExperimentStore
-from rag_factory.models.evaluation.rollout import RolloutManager
 from rag_factory.models.monitoring.prometheus import ServingMetrics
 from rag_factory.serving.ab_router import ABRouter
 from rag_factory.serving.engine import EmbeddingEngine
-from sidecar.gen.rag_factory.v1 import (
+from rag_factory.storage import database_path
+from rag_factory_contract.v1 import (
     ab_pb2,
     ab_pb2_grpc,
     embedding_pb2,
@@ -107,7 +108,7 @@ def build_services(settings: SidecarSettings, *, plugins: tuple[object, ...] = (
     )
     hooks = build_plugin_manager("sidecar", load_entry_points=settings.load_entry_point_plugins, plugins=plugins)
     metrics = ServingMetrics()
-    store = SQLiteExperimentStore(registry.path / "registry.db")
+    store = SQLiteExperimentStore(database_path(registry.path))
     rollouts = RolloutManager(registry, ABTestingFramework(store=store), store, hooks=hooks)
     router = ABRouter(rollouts)
     engine = EmbeddingEngine(

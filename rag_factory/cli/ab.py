@@ -7,9 +7,10 @@ import json
 from collections.abc import Callable
 
 from rag_factory.cli.registry import open_registry
-from rag_factory.models.evaluation.ab_testing import ABTestingFramework
-from rag_factory.models.evaluation.experiment_sqlite_store import SQLiteExperimentStore
-from rag_factory.models.evaluation.rollout import RolloutManager, RolloutPlan, RolloutState
+from rag_factory.experiments.framework import ABTestingFramework
+from rag_factory.experiments.rollout import RolloutManager, RolloutPlan, RolloutState
+from rag_factory.experiments.sqlite_store import SQLiteExperimentStore
+from rag_factory.storage import database_path
 
 Handler = Callable[[RolloutManager, argparse.Namespace], int]
 
@@ -54,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 def _run(handler: Handler, args: argparse.Namespace) -> int:
     registry = open_registry(args)
-    store = SQLiteExperimentStore(registry.path / "registry.db")
+    store = SQLiteExperimentStore(database_path(registry.path))
     try:
         return handler(RolloutManager(registry, ABTestingFramework(store=store), store), args)
     finally:

@@ -12,6 +12,7 @@ from rag_factory.data.beir import load_beir
 from rag_factory.demo.context import DemoContext, section
 from rag_factory.demo.finetune_stage import DEMO_EPOCHS
 from rag_factory.models.embedding import CustomModelLoader, ModelRegistry
+from rag_factory.storage import database_path
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -53,7 +54,7 @@ def run_demo(args: argparse.Namespace) -> int:
     report_stage.write_report(ctx)
 
     section("Done")
-    print(f"registry: {ctx.registry.path / 'registry.db'} ({len(ctx.registry.list_models())} models)")
+    print(f"registry: {database_path(ctx.registry.path)} ({len(ctx.registry.list_models())} models)")
     print(f"try: .venv/bin/rag-factory registry --registry {ctx.registry.path} list")
     print(f"     .venv/bin/rag-factory ab --registry {ctx.registry.path} list")
     return 0

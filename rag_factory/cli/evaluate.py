@@ -17,7 +17,8 @@ from rag_factory.models.evaluation.embedding_cache import DEFAULT_EMBEDDING_CACH
 from rag_factory.models.evaluation.evaluator import EvaluationProgress, EvaluationReport
 from rag_factory.models.evaluation.model_resolution import BACKEND_CHOICES
 from rag_factory.models.evaluation.plots import PROJECTION_METHODS
-from rag_factory.models.evaluation.retrieval_metrics import DEFAULT_METRICS
+from rag_factory.retrieval.metrics import DEFAULT_METRICS
+from rag_factory.storage import database_path
 
 DEFAULT_REGISTRY = "./model_registry"
 REGISTRY_ENV = "RAG_FACTORY_REGISTRY"
@@ -168,7 +169,7 @@ def _record(report: EvaluationReport, registry: ModelRegistry | None, args: argp
     from rag_factory.models.evaluation.evaluator import record_evaluation
 
     if registry is not None and not args.no_record and record_evaluation(report, registry):
-        print(f"recorded in the metric history of {registry.path / 'registry.db'}")
+        print(f"recorded in the metric history of {database_path(registry.path)}")
 
 
 def _history(registry: ModelRegistry | None, reports: Sequence[EvaluationReport]) -> list[Any]:

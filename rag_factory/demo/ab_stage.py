@@ -17,7 +17,7 @@ def ab_test_and_rollout(ctx: DemoContext) -> None:
     import grpc
 
     from rag_factory.models.evaluation.evaluator import evaluate_detailed
-    from sidecar.gen.rag_factory.v1 import ab_pb2, ab_pb2_grpc, embedding_pb2, embedding_pb2_grpc
+    from rag_factory_contract.v1 import ab_pb2, ab_pb2_grpc, embedding_pb2, embedding_pb2_grpc
 
     section("6. A/B test in the sidecar: base (A) vs fine-tuned (B), canary ramp 20% -> 50% -> 100%")
     dataset = ctx.dataset

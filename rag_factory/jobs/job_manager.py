@@ -15,6 +15,7 @@ from typing import Any
 from rag_factory.errors import UnknownFormatError, describe_choices
 from rag_factory.jobs.job_store import FINISHED, JobRecord, SQLiteJobStore
 from rag_factory.jobs.kinds import JOB_KINDS
+from rag_factory.storage import database_path
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class JobManager:
 
     def __init__(self, registry_path: str | Path, *, python: str = sys.executable) -> None:
         self.registry_path = Path(registry_path)
-        self.store = SQLiteJobStore(self.registry_path / "registry.db")
+        self.store = SQLiteJobStore(database_path(self.registry_path))
         self.python = python
         self._processes: dict[str, subprocess.Popen[bytes]] = {}
 

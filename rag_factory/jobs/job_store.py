@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from rag_factory.errors import FailedPreconditionError, NotFoundError, describe_choices
-from rag_factory.models.embedding.sqlite_database import SQLiteDatabase
+from rag_factory.storage.sqlite import SQLiteDatabase
 
 JobStatus = Literal["pending", "running", "cancelling", "succeeded", "failed", "cancelled", "interrupted"]
 FINISHED: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled", "interrupted")

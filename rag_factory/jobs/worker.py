@@ -14,13 +14,14 @@ from typing import Any
 from rag_factory.errors import RagFactoryError, TrainingCancelledError
 from rag_factory.jobs.job_store import SQLiteJobStore
 from rag_factory.jobs.kinds import JOB_KINDS
+from rag_factory.storage import database_path
 
 
 def main(job_id: str, registry_path: Path) -> int:
     """Run the job; every path ends with a finished status in the database."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    store = SQLiteJobStore(registry_path / "registry.db")
+    store = SQLiteJobStore(database_path(registry_path))
     cancel = threading.Event()
     # SIGTERM from JobManager.cancel: stop at the next training step.
     signal.signal(signal.SIGTERM, lambda signum, frame: cancel.set())

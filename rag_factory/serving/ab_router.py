@@ -7,10 +7,10 @@ import math
 from collections.abc import Mapping
 
 from rag_factory.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from rag_factory.experiments.rollout import RolloutManager
+from rag_factory.experiments.sqlite_store import RequestAssignment
 from rag_factory.models.embedding.registry import PRODUCTION
 from rag_factory.models.embedding.versions import is_version
-from rag_factory.models.evaluation.experiment_sqlite_store import RequestAssignment
-from rag_factory.models.evaluation.rollout import RolloutManager
 from rag_factory.serving.engine import EmbedCall, EmbedOutcome, Route
 
 logger = logging.getLogger(__name__)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import grpc
 
-from rag_factory.models.evaluation.rollout import RolloutManager, RolloutState
+from rag_factory.experiments.rollout import RolloutManager, RolloutState
 from rag_factory.serving.ab_router import ABRouter, online_metrics
+from rag_factory_contract.v1 import ab_pb2, ab_pb2_grpc
 from sidecar import convert
 from sidecar.errors import translate_all
-from sidecar.gen.rag_factory.v1 import ab_pb2, ab_pb2_grpc
 
 
 @translate_all

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import grpc
 
 from rag_factory.serving.engine import EmbeddingEngine
+from rag_factory_contract.v1 import embedding_pb2, embedding_pb2_grpc
 from sidecar import convert
 from sidecar.errors import translate_all
-from sidecar.gen.rag_factory.v1 import embedding_pb2, embedding_pb2_grpc
 
 
 @translate_all

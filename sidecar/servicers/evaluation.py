@@ -11,9 +11,9 @@ import grpc
 from rag_factory.models.evaluation.comparison import compare_models
 from rag_factory.models.evaluation.evaluator import EvaluationProgress, EvaluationReport, evaluate
 from rag_factory.serving.engine import EmbeddingEngine
+from rag_factory_contract.v1 import evaluation_pb2, evaluation_pb2_grpc
 from sidecar import convert
 from sidecar.errors import translate_all
-from sidecar.gen.rag_factory.v1 import evaluation_pb2, evaluation_pb2_grpc
 
 _DONE = object()
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import grpc
 
 from rag_factory.serving.engine import EmbeddingEngine
+from rag_factory_contract.v1 import model_pb2, model_pb2_grpc
 from sidecar import convert
 from sidecar.errors import translate_all
-from sidecar.gen.rag_factory.v1 import model_pb2, model_pb2_grpc
 
 _STATES = {
     "not_loaded": model_pb2.READINESS_STATE_NOT_LOADED,

@@ -6,9 +6,9 @@ import grpc
 
 from rag_factory.models.embedding.records import ModelRecord
 from rag_factory.models.embedding.registry import ModelRegistry
+from rag_factory_contract.v1 import registry_pb2, registry_pb2_grpc
 from sidecar import convert
 from sidecar.errors import translate_all
-from sidecar.gen.rag_factory.v1 import registry_pb2, registry_pb2_grpc
 
 
 @translate_all

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import grpc
 
 from rag_factory.jobs.job_manager import JobManager
+from rag_factory_contract.v1 import training_pb2, training_pb2_grpc
 from sidecar import convert
 from sidecar.errors import translate_all
-from sidecar.gen.rag_factory.v1 import training_pb2, training_pb2_grpc
 
 
 @translate_all

@@ -11,7 +11,7 @@ import pytest
 
 from rag_factory.hooks import RolloutEvent, hookimpl
 from rag_factory.models.embedding import EmbeddingModelMetadata, ModelRegistry
-from sidecar.gen.rag_factory.v1 import ab_pb2, ab_pb2_grpc, common_pb2, embedding_pb2, embedding_pb2_grpc
+from rag_factory_contract.v1 import ab_pb2, ab_pb2_grpc, common_pb2, embedding_pb2, embedding_pb2_grpc
 
 pytestmark = pytest.mark.slow
 

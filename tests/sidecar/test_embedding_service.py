@@ -9,7 +9,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from rag_factory.models.embedding import CustomModelLoader, ModelConfig
-from sidecar.gen.rag_factory.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
+from rag_factory_contract.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 
 pytestmark = pytest.mark.slow
 

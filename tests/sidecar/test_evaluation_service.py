@@ -6,7 +6,7 @@ import grpc
 import pytest
 
 from rag_factory.data import bundled_dataset
-from sidecar.gen.rag_factory.v1 import evaluation_pb2, evaluation_pb2_grpc
+from rag_factory_contract.v1 import evaluation_pb2, evaluation_pb2_grpc
 
 pytestmark = pytest.mark.slow
 DATA = str(bundled_dataset("scifact_mini"))

@@ -7,7 +7,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from sidecar.gen.rag_factory.v1 import model_pb2, model_pb2_grpc
+from rag_factory_contract.v1 import model_pb2, model_pb2_grpc
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from sidecar.gen.rag_factory.v1 import embedding_pb2, embedding_pb2_grpc
+from rag_factory_contract.v1 import embedding_pb2, embedding_pb2_grpc
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,8 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
-from sidecar.gen.rag_factory.v1 import registry_pb2 as pb
-from sidecar.gen.rag_factory.v1 import registry_pb2_grpc
+from rag_factory_contract.v1 import registry_pb2 as pb
+from rag_factory_contract.v1 import registry_pb2_grpc
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import pytest
 
 from rag_factory.hooks import EmbeddingEvent, hookimpl
 from rag_factory.models.embedding import EmbeddingModelMetadata, ModelRegistry
-from sidecar.gen.rag_factory.v1 import embedding_pb2, embedding_pb2_grpc
+from rag_factory_contract.v1 import embedding_pb2, embedding_pb2_grpc
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]

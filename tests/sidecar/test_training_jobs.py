@@ -14,7 +14,7 @@ from google.protobuf import struct_pb2
 from rag_factory.data import bundled_dataset
 from rag_factory.jobs.job_store import SQLiteJobStore
 from rag_factory.models.embedding import ModelRegistry
-from sidecar.gen.rag_factory.v1 import training_pb2, training_pb2_grpc
+from rag_factory_contract.v1 import training_pb2, training_pb2_grpc
 
 pytestmark = pytest.mark.slow
 

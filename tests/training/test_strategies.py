@@ -43,9 +43,9 @@ def test_strategy_beats_the_base_on_held_out_queries(
 def test_distilled_student_beats_its_untrained_cut(small_scifact: Path, training_work_dir: Path) -> None:
     from rag_factory.data.beir import load_beir
     from rag_factory.models.embedding.hub import resolve_model_path
-    from rag_factory.models.evaluation.exact_search import evaluate_encoder
     from rag_factory.models.training.sentence_models import encoder_of, load_sentence_transformer
     from rag_factory.models.training.strategies import make_student
+    from rag_factory.retrieval.exact_search import evaluate_encoder
 
     config = fast_config(small_scifact, training_work_dir, strategy="distillation", epochs=3, learning_rate=2e-4)
     result = fine_tune(config)

@@ -44,11 +44,11 @@ def test_early_stopping_keeps_the_best_checkpoint_or_a_better_average(
         assert result.validation["ndcg@10"] == pytest.approx(max(scores))
     # The saved model really is the one reported: re-scoring it on the validation queries gives its score.
     from rag_factory.data.beir import load_beir
-    from rag_factory.models.evaluation.exact_search import search
-    from rag_factory.models.evaluation.retrieval_metrics import evaluate_run
     from rag_factory.models.training.examples import from_beir
     from rag_factory.models.training.sentence_models import encoder_of, load_sentence_transformer
     from rag_factory.models.training.splits import split_by_query
+    from rag_factory.retrieval.exact_search import search
+    from rag_factory.retrieval.metrics import evaluate_run
 
     data = from_beir(load_beir(small_scifact))
     validation = split_by_query(data, config.validation_fraction, seed=config.seed)[1].positives()

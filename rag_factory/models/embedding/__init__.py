@@ -15,10 +15,10 @@ from rag_factory.models.embedding.registry import ModelRegistry
 
 
 def __getattr__(name: str) -> object:
-    # ABTestingFramework lives with the evaluation code; it is re-exported here (SPEC §2) lazily,
-    # because the evaluation package itself imports these data models.
+    # ABTestingFramework lives in rag_factory.experiments; it is re-exported here (SPEC §2) lazily,
+    # because the experiments package itself imports these data models.
     if name == "ABTestingFramework":
-        from rag_factory.models.evaluation.ab_testing import ABTestingFramework
+        from rag_factory.experiments.framework import ABTestingFramework
 
         return ABTestingFramework
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

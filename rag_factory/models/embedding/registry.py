@@ -31,6 +31,7 @@ from rag_factory.models.embedding.records import (
 from rag_factory.models.embedding.registry_store import RegistryStore
 from rag_factory.models.embedding.sqlite_registry_store import SQLiteRegistryStore
 from rag_factory.models.embedding.versions import BUMPS, VersionRange, bump_version, is_version, version_key
+from rag_factory.storage import database_path
 
 if TYPE_CHECKING:
     from rag_factory.models.embedding.backends.base import EmbeddingModel
@@ -54,7 +55,7 @@ class ModelRegistry:
     def __init__(self, registry_path: str | Path = "./model_registry", *, store: RegistryStore | None = None) -> None:
         self.path = Path(registry_path)
         self.path.mkdir(parents=True, exist_ok=True)
-        self._store: RegistryStore = store or SQLiteRegistryStore(self.path / "registry.db")
+        self._store: RegistryStore = store or SQLiteRegistryStore(database_path(self.path))
         self.artifacts = ArtifactStore(self.path / "artifacts")
 
     def close(self) -> None:

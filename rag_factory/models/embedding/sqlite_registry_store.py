@@ -19,8 +19,8 @@ from rag_factory.errors import (
 from rag_factory.models.embedding.models import EmbeddingModelMetadata
 from rag_factory.models.embedding.records import AliasAction, AliasEvent, ModelRecord, utcnow
 from rag_factory.models.embedding.registry_store import RecordCheck, RecordUpdate
-from rag_factory.models.embedding.sqlite_database import SQLiteDatabase
 from rag_factory.models.embedding.versions import sort_versions
+from rag_factory.storage.sqlite import SQLiteDatabase
 
 # Schema migrations, applied in order; the database's PRAGMA user_version counts those applied.
 # To change the schema, append a new tuple of statements; never edit one that has shipped.

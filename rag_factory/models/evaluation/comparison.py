@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from rag_factory.errors import InvalidArgumentError
 from rag_factory.models.embedding.loader import CustomModelLoader
 from rag_factory.models.embedding.registry import ModelRegistry
-from rag_factory.models.evaluation.ab_statistics import holm_adjust
 from rag_factory.models.evaluation.embedding_cache import DEFAULT_EMBEDDING_CACHE_DIR
 from rag_factory.models.evaluation.error_analysis import (
     FailureReport,
@@ -30,8 +29,9 @@ from rag_factory.models.evaluation.evaluator import (
     evaluate_detailed,
 )
 from rag_factory.models.evaluation.model_resolution import BackendChoice
-from rag_factory.models.evaluation.retrieval_metrics import DEFAULT_METRICS
-from rag_factory.models.evaluation.significance import PairedComparison, compare_paired
+from rag_factory.retrieval.metrics import DEFAULT_METRICS
+from rag_factory.statistics import holm_adjust
+from rag_factory.statistics.paired import PairedComparison, compare_paired
 
 DEFAULT_ALPHA = 0.05
 

@@ -11,12 +11,12 @@ from collections.abc import Hashable, Iterator, Sequence
 from typing import Literal
 
 import numpy as np
-from numpy.typing import ArrayLike, NDArray
+from numpy.typing import ArrayLike
 from scipy.special import logsumexp
 
+from rag_factory.arrays import FloatArray
 from rag_factory.errors import InvalidArgumentError, describe_choices
 
-FloatArray = NDArray[np.float64]
 Distance = Literal["cosine", "euclidean"]
 
 _BLOCK_ROWS = 512

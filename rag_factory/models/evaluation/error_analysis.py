@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field
 
 from rag_factory.data.beir import Document
 from rag_factory.errors import InvalidArgumentError
-from rag_factory.models.evaluation.retrieval_metrics import Qrels, rank_documents
-from rag_factory.models.evaluation.significance import paired_values
+from rag_factory.retrieval.metrics import Qrels, rank_documents
+from rag_factory.statistics.paired import paired_values
 
 RankedRun = Mapping[str, Sequence[str] | Mapping[str, float]]
 """Per query, either doc ids best first or ``{doc_id: score}`` (ranked like ``trec_eval``)."""

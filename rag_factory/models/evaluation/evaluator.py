@@ -26,9 +26,9 @@ from rag_factory.models.embedding.registry import ModelRegistry
 from rag_factory.models.evaluation import embedding_space
 from rag_factory.models.evaluation.corpus_vectors import cache_key
 from rag_factory.models.evaluation.embedding_cache import DEFAULT_EMBEDDING_CACHE_DIR, CorpusEmbeddingCache
-from rag_factory.models.evaluation.exact_search import search
 from rag_factory.models.evaluation.model_resolution import BackendChoice, ResolvedModel, resolve_model
-from rag_factory.models.evaluation.retrieval_metrics import DEFAULT_METRICS, parse_metric, per_query
+from rag_factory.retrieval.exact_search import search
+from rag_factory.retrieval.metrics import DEFAULT_METRICS, parse_metric, per_query
 
 logger = logging.getLogger(__name__)
 

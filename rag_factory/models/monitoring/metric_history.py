@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rag_factory.errors import InvalidArgumentError
 from rag_factory.models.embedding.records import check_metrics, utcnow
-from rag_factory.models.embedding.sqlite_database import SQLiteDatabase
+from rag_factory.storage import database_path
+from rag_factory.storage.sqlite import SQLiteDatabase
 
 if TYPE_CHECKING:
     from rag_factory.models.embedding.registry import ModelRegistry
@@ -90,7 +91,7 @@ class MetricHistory(SQLiteDatabase):
     @classmethod
     def for_registry(cls, registry: ModelRegistry) -> MetricHistory:
         """The history stored next to ``registry``'s models, in its ``registry.db``."""
-        return cls(registry.path / "registry.db")
+        return cls(database_path(registry.path))
 
     def record(
         self,

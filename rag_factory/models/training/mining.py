@@ -11,8 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 from rag_factory.errors import InvalidArgumentError
-from rag_factory.models.evaluation.exact_search import Encoder
 from rag_factory.models.training.examples import TrainingData
+from rag_factory.retrieval.exact_search import Encoder
 
 logger = logging.getLogger(__name__)
 

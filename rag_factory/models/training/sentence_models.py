@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from rag_factory.models.evaluation.exact_search import Encoder
 from rag_factory.models.training.precision import ResolvedPrecision, autocast
+from rag_factory.retrieval.exact_search import Encoder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rag_factory.errors import InvalidArgumentError, UnknownFormatError, describe_choices
-from rag_factory.models.evaluation.exact_search import Encoder
 from rag_factory.models.training.examples import TrainingData
+from rag_factory.retrieval.exact_search import Encoder
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

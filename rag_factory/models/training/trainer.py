@@ -15,9 +15,6 @@ import numpy.typing as npt
 
 from rag_factory.errors import RagFactoryError, TrainingCancelledError
 from rag_factory.models.embedding.registry import ModelRegistry
-from rag_factory.models.evaluation.exact_search import evaluate_encoder, search
-from rag_factory.models.evaluation.retrieval_metrics import evaluate_run
-from rag_factory.models.evaluation.significance import PairedComparison, compare_paired
 from rag_factory.models.training.config import FineTuneConfig
 from rag_factory.models.training.dropout import set_training_dropout
 from rag_factory.models.training.events import CancelCallback, EventCallback, EventSink, TrainingEvent
@@ -36,6 +33,9 @@ from rag_factory.models.training.preparation import (
 from rag_factory.models.training.sentence_models import encoder_of, load_sentence_transformer, seed_everything
 from rag_factory.models.training.session import Hyperparameters, train_once
 from rag_factory.models.training.strategies import StrategyInputs, make_student
+from rag_factory.retrieval.exact_search import evaluate_encoder, search
+from rag_factory.retrieval.metrics import evaluate_run
+from rag_factory.statistics.paired import PairedComparison, compare_paired
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer

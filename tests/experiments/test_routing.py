@@ -11,9 +11,9 @@ from hashlib import blake2b
 import pytest
 
 from rag_factory.errors import InvalidArgumentError
+from rag_factory.experiments.framework import ABTestingFramework
+from rag_factory.experiments.routing import assign_variant, routing_bucket
 from rag_factory.models.embedding.models import ABTestConfig
-from rag_factory.models.evaluation.ab_testing import ABTestingFramework
-from rag_factory.models.evaluation.routing import assign_variant, routing_bucket
 
 KEYS = [f"user-{i}" for i in range(10_000)]
 
@@ -46,7 +46,7 @@ def test_same_key_gets_same_answer_in_a_fresh_framework() -> None:
 def test_same_key_gets_same_answer_in_another_process() -> None:
     code = (
         "import json, sys\n"
-        "from rag_factory.models.evaluation.routing import assign_variant\n"
+        "from rag_factory.experiments.routing import assign_variant\n"
         "keys = json.loads(sys.argv[1])\n"
         "print(json.dumps([assign_variant('t', 'salt', 0.3, k) for k in keys]))\n"
     )

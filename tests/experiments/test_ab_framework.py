@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from rag_factory.errors import AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, NotFoundError
+from rag_factory.experiments.framework import ABTestingFramework
+from rag_factory.experiments.guardrails import Guardrail
+from rag_factory.experiments.memory_store import InMemoryExperimentStore
 from rag_factory.models.embedding.models import ABTestConfig
-from rag_factory.models.evaluation.ab_guardrails import Guardrail
-from rag_factory.models.evaluation.ab_testing import ABTestingFramework
-from rag_factory.models.evaluation.experiment_memory_store import InMemoryExperimentStore
 
 
 def _start(framework: ABTestingFramework, name: str = "t", **fields: Any) -> ABTestingFramework:

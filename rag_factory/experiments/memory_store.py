@@ -12,12 +12,12 @@ import numpy as np
 from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
+from rag_factory.arrays import FloatArray
 from rag_factory.errors import AlreadyExistsError, NotFoundError, describe_choices
 from rag_factory.models.embedding.models import ABTestConfig
 
 Variant = Literal["A", "B"]
 ExperimentStatus = Literal["running", "stopped"]
-FloatArray = NDArray[np.float64]
 
 
 class ExperimentRecord(BaseModel):

@@ -24,13 +24,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.typing import NDArray
 
+from rag_factory.arrays import FloatArray
 from rag_factory.errors import InvalidArgumentError, describe_choices
 
 Run = Mapping[str, Mapping[str, float]]
 Qrels = Mapping[str, Mapping[str, int]]
-FloatArray = NDArray[np.float64]
 
 DEFAULT_METRICS: tuple[str, ...] = ("ndcg@10", "mrr@10", "recall@100", "precision@10", "map@100", "hit_rate@10")
 

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from rag_factory.errors import InvalidArgumentError
-from rag_factory.models.evaluation.significance import PairedComparison, bootstrap_mean_ci, compare_paired
+from rag_factory.statistics.paired import PairedComparison, bootstrap_mean_ci, compare_paired
 
 
 def _values(array: np.ndarray) -> dict[str, float]:

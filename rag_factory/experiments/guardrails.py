@@ -10,7 +10,8 @@ from numpy.typing import ArrayLike
 from pydantic import BaseModel, Field
 from scipy import stats
 
-from rag_factory.models.evaluation.ab_statistics import Direction, FloatArray, as_float_array, welch_parts
+from rag_factory.arrays import FloatArray
+from rag_factory.statistics import Direction, as_float_array, welch_parts
 
 Statistic = Literal["mean", "p50", "p90", "p95", "p99"]
 _QUANTILES: dict[Statistic, float] = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}

@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from rag_factory.data.beir import BeirDataset
 from rag_factory.errors import DatasetError, InvalidArgumentError
-from rag_factory.models.evaluation.retrieval_metrics import DEFAULT_METRICS, evaluate_run, per_query
+from rag_factory.retrieval.metrics import DEFAULT_METRICS, evaluate_run, per_query
 
 Encoder = Callable[[Sequence[str]], npt.NDArray[np.float32]]
 Run = dict[str, dict[str, float]]

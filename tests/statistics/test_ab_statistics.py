@@ -9,9 +9,9 @@ import pytest
 from scipy import stats
 
 from rag_factory.errors import InvalidArgumentError
-from rag_factory.models.evaluation.ab_analysis import analyze_arms
-from rag_factory.models.evaluation.ab_guardrails import Guardrail, check_guardrail
-from rag_factory.models.evaluation.ab_statistics import (
+from rag_factory.experiments.analysis import analyze_arms
+from rag_factory.experiments.guardrails import Guardrail, check_guardrail
+from rag_factory.statistics import (
     Direction,
     always_valid_p_values,
     bootstrap_mean_diff_ci,

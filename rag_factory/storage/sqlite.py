@@ -16,6 +16,13 @@ from rag_factory.errors import FailedPreconditionError, UnavailableError
 
 BUSY_TIMEOUT_MS = 30_000
 Migrations = Sequence[Sequence[str]]
+# The one file, inside a registry directory, that every store of that registry shares.
+DATABASE_NAME = "registry.db"
+
+
+def database_path(registry_root: str | Path) -> Path:
+    """The database file of the registry rooted at ``registry_root``."""
+    return Path(registry_root) / DATABASE_NAME
 
 
 class SQLiteDatabase:

@@ -9,8 +9,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, Field
 
-from rag_factory.models.evaluation.ab_guardrails import Guardrail, GuardrailCheck, check_guardrail
-from rag_factory.models.evaluation.ab_statistics import (
+from rag_factory.experiments.guardrails import Guardrail, GuardrailCheck, check_guardrail
+from rag_factory.statistics import (
     CIMethod,
     Direction,
     SampleRatioCheck,

@@ -16,14 +16,14 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from rag_factory.errors import AlreadyExistsError, NotFoundError, describe_choices
-from rag_factory.models.embedding.sqlite_database import SQLiteDatabase
-from rag_factory.models.evaluation.experiment_memory_store import (
+from rag_factory.experiments.memory_store import (
     ExperimentRecord,
     ExperimentStatus,
     OutcomeBatch,
     OutcomeColumns,
     _Table,
 )
+from rag_factory.storage.sqlite import SQLiteDatabase
 
 MIGRATIONS = (
     (

@@ -14,12 +14,12 @@ import pluggy
 from pydantic import BaseModel, Field, field_validator
 
 from rag_factory.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, describe_choices
+from rag_factory.experiments.framework import ABTestingFramework
+from rag_factory.experiments.sqlite_store import SQLiteExperimentStore
 from rag_factory.hooks.events import RolloutEvent
 from rag_factory.hooks.manager import notify_safely
 from rag_factory.models.embedding.models import ABTestConfig
 from rag_factory.models.embedding.registry import ModelRegistry
-from rag_factory.models.evaluation.ab_testing import ABTestingFramework
-from rag_factory.models.evaluation.experiment_sqlite_store import SQLiteExperimentStore
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from rag_factory.errors import InvalidArgumentError
-from rag_factory.models.evaluation.retrieval_metrics import (
+from rag_factory.retrieval.metrics import (
     METRICS,
     MetricFunction,
     RankedJudgements,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag_factory.models.evaluation.retrieval_metrics import per_query
+from rag_factory.retrieval.metrics import per_query
 
 pytrec_eval = pytest.importorskip("pytrec_eval")
 

@@ -22,8 +22,8 @@ from rag_factory.errors import (
     UnavailableError,
     all_error_classes,
 )
+from rag_factory_contract.v1 import embedding_pb2, model_pb2
 from sidecar.errors import status_for
-from sidecar.gen.rag_factory.v1 import embedding_pb2, model_pb2
 
 pytestmark = pytest.mark.slow
 
