@@ -29,13 +29,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from rag_factory.data.beir import load_beir
+    from rag_factory.jobs.publishing import fine_tune_and_publish
     from rag_factory.models.embedding.hub import DEFAULT_BASE_MODEL
     from rag_factory.models.embedding.registry import ModelRegistry
     from rag_factory.models.training.config import FineTuneConfig
     from rag_factory.models.training.events import TrainingEvent
     from rag_factory.models.training.registration import ensure_base_registered
     from rag_factory.models.training.sentence_models import encoder_of, load_sentence_transformer
-    from rag_factory.models.training.trainer import fine_tune
     from rag_factory.retrieval.exact_search import evaluate_encoder
 
     started = time.perf_counter()
@@ -52,7 +52,7 @@ def main() -> None:
             print(f"{time.perf_counter() - started:7.0f} s  [{event.kind}] epoch {event.epoch:.1f} {event.message}",
                   flush=True)  # fmt: skip
 
-    result = fine_tune(config, on_event=report)
+    result = fine_tune_and_publish(config, on_event=report)
     tuned_s = time.perf_counter() - started
     assert result.base_test is not None and result.test is not None and result.comparison is not None
     print(

@@ -24,7 +24,8 @@ is a plain string; ``sidecar`` turns it into ``grpc.StatusCode``.
     ├── ArtifactIntegrityError .......... DATA_LOSS
     ├── UnavailableError ................ UNAVAILABLE
     │   ├── ModelLoadError
-    │   └── DownloadError
+    │   ├── DownloadError
+    │   └── BatcherClosedError
     ├── DeadlineExceededError ........... DEADLINE_EXCEEDED
     └── ResourceExhaustedError .......... RESOURCE_EXHAUSTED
 """
@@ -184,6 +185,12 @@ class DownloadError(UnavailableError):
     """An artifact download that failed."""
 
     reason = "DOWNLOAD_FAILED"
+
+
+class BatcherClosedError(UnavailableError):
+    """A model's batcher was closed (the model was evicted, or the server is stopping) before the request."""
+
+    reason = "BATCHER_CLOSED"
 
 
 class DeadlineExceededError(RagFactoryError):

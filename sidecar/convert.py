@@ -12,6 +12,7 @@ import numpy as np
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from rag_factory.errors import InvalidArgumentError, describe_validation_error
+from rag_factory.experiments.arms import CANDIDATE, CONTROL, served_variant
 from rag_factory.experiments.framework import ExperimentAnalysis
 from rag_factory.experiments.rollout import RolloutPlan, RolloutState
 from rag_factory.jobs.job_store import JobRecord
@@ -19,7 +20,8 @@ from rag_factory.models.embedding.backends.base import EmbeddingModel
 from rag_factory.models.embedding.models import EmbeddingModelMetadata, ModelFormat
 from rag_factory.models.embedding.records import ModelComparison, ModelRecord
 from rag_factory.models.evaluation.comparison import ComparisonReport
-from rag_factory.models.evaluation.evaluator import EvaluationProgress, EvaluationReport
+from rag_factory.models.evaluation.progress import EvaluationProgress
+from rag_factory.models.evaluation.results import EvaluationReport
 from rag_factory.serving.engine import EmbedCall, EmbedOutcome
 from rag_factory_contract.v1 import (
     ab_pb2,
@@ -33,8 +35,8 @@ from rag_factory_contract.v1 import (
 
 _VARIANTS = {
     "": common_pb2.VARIANT_UNSPECIFIED,
-    "control": common_pb2.VARIANT_CONTROL,
-    "candidate": common_pb2.VARIANT_CANDIDATE,
+    served_variant(CONTROL): common_pb2.VARIANT_CONTROL,
+    served_variant(CANDIDATE): common_pb2.VARIANT_CANDIDATE,
 }
 _FORMATS = {
     ModelFormat.HUGGINGFACE: registry_pb2.MODEL_FORMAT_HUGGINGFACE,

@@ -59,10 +59,30 @@ def prepare_process_environment() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+# Packages of the `server` extra: the base install is only the thin client (the plugin).
+SERVER_PACKAGES = frozenset(
+    {"torch", "sentence_transformers", "transformers", "onnxruntime", "scipy", "yaml", "semver", "grpc_health"}
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rag-factory`` console script."""
     prepare_process_environment()
     arguments = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _run(arguments)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SERVER_PACKAGES:
+            raise
+        print(
+            f"error: this command needs the server extra ({exc.name} is missing); "
+            'install it with: pip install "rag-factory[server]"',
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _run(arguments: list[str]) -> int:
     args = build_parser(arguments).parse_args(arguments)
     # Third-party libraries log chatty INFO lines on the root logger; ours stay at INFO.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

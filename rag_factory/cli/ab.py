@@ -64,12 +64,11 @@ def _run(handler: Handler, args: argparse.Namespace) -> int:
 
 
 def _show(manager: RolloutManager, state: RolloutState) -> None:
-    columns = manager.framework.store.load_results(state.test_name)
-    n_b = int(columns.is_b.sum())
+    n_a, n_b = manager.store.load_results(state.test_name).counts()
     print(
         f"{state.test_name}: {state.status} {state.model_name}@{state.alias} "
         f"A={state.model_a_id} B={state.model_b_id} split={state.split:.0%} "
-        f"step {state.step_index + 1}/{len(state.plan.steps)} samples A={len(columns) - n_b} B={n_b}"
+        f"step {state.step_index + 1}/{len(state.plan.steps)} samples A={n_a} B={n_b}"
         + (f" ({state.reason})" if state.reason else "")
     )
 

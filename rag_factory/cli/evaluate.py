@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,11 @@ from rag_factory.errors import InvalidArgumentError
 from rag_factory.models.embedding.loader import CustomModelLoader
 from rag_factory.models.embedding.registry import ModelRegistry
 from rag_factory.models.evaluation.embedding_cache import DEFAULT_EMBEDDING_CACHE_DIR
-from rag_factory.models.evaluation.evaluator import EvaluationProgress, EvaluationReport
 from rag_factory.models.evaluation.model_resolution import BACKEND_CHOICES
+from rag_factory.models.evaluation.options import EvaluationOptions
 from rag_factory.models.evaluation.plots import PROJECTION_METHODS
+from rag_factory.models.evaluation.progress import EvaluationProgress
+from rag_factory.models.evaluation.results import EvaluationReport
 from rag_factory.retrieval.metrics import DEFAULT_METRICS
 from rag_factory.storage import database_path
 
@@ -146,17 +149,17 @@ def _k_values(text: str) -> list[int]:
     return values
 
 
-def _options(args: argparse.Namespace, registry: ModelRegistry | None) -> dict[str, Any]:
-    return {
-        "split": args.split,
-        "registry": registry,
-        "loader": CustomModelLoader(),
-        "metrics": [m for m in args.metrics.split(",") if m.strip()],
-        "k_values": _k_values(args.k),
-        "backend": args.backend,
-        "cache_dir": None if args.no_cache else args.cache_dir,
-        "allow_dangling_qrels": args.allow_dangling_qrels,
-    }
+def _options(args: argparse.Namespace, registry: ModelRegistry | None) -> EvaluationOptions:
+    return EvaluationOptions(
+        split=args.split,
+        registry=registry,
+        loader=CustomModelLoader(),
+        metrics=[m for m in args.metrics.split(",") if m.strip()],
+        k_values=_k_values(args.k),
+        backend=args.backend,
+        cache_dir=None if args.no_cache else args.cache_dir,
+        allow_dangling_qrels=args.allow_dangling_qrels,
+    )
 
 
 def _write_json(path: str, payload: Any) -> None:
@@ -166,7 +169,7 @@ def _write_json(path: str, payload: Any) -> None:
 
 
 def _record(report: EvaluationReport, registry: ModelRegistry | None, args: argparse.Namespace) -> None:
-    from rag_factory.models.evaluation.evaluator import record_evaluation
+    from rag_factory.models.evaluation.recording import record_evaluation
 
     if registry is not None and not args.no_record and record_evaluation(report, registry):
         print(f"recorded in the metric history of {database_path(registry.path)}")
@@ -214,7 +217,7 @@ def run_eval(args: argparse.Namespace) -> int:
     progress = _ProgressBar(not args.quiet)
     try:
         result = evaluate_detailed(
-            args.model, args.data, top_k=args.top_k, on_progress=progress, **_options(args, registry)
+            args.model, args.data, _options(args, registry), top_k=args.top_k, on_progress=progress
         )
         progress.close()
         report = result.report
@@ -246,7 +249,7 @@ def run_compare(args: argparse.Namespace) -> int:
     progress = _ProgressBar(not args.quiet)
     try:
         result = compare_models_detailed(
-            args.a, args.b, args.data, n_examples=args.examples, on_progress=progress, **_options(args, registry)
+            args.a, args.b, args.data, _options(args, registry), n_examples=args.examples, on_progress=progress
         )
         progress.close()
         summary = result.report
@@ -316,15 +319,14 @@ def run_bench(args: argparse.Namespace) -> int:
             models = [r.model_id for r in registry.list_records(include_deprecated=False)]
         models = models or [DEFAULT_BASE_MODEL]
         datasets = [Path(d) for d in args.datasets] if args.datasets else default_bench_datasets()
-        options = _options(args, registry)
-        options.pop("k_values")
-        options.pop("allow_dangling_qrels")
+        # The benchmark keeps each dataset's own judgements and the plain cut-offs: no --k, no dropped qrels.
+        options = replace(_options(args, registry), k_values=(), allow_dangling_qrels=False)
         if args.metrics == ",".join(DEFAULT_METRICS):
-            options["metrics"] = list(BENCH_METRICS)
+            options = replace(options, metrics=list(BENCH_METRICS))
         print(f"benchmark: {len(models)} model(s) x {len(datasets)} dataset(s): {', '.join(d.name for d in datasets)}")
         tables = []
         for model in models:
-            table = cross_domain(model, datasets, on_progress=progress, **options)
+            table = cross_domain(model, datasets, options, on_progress=progress)
             progress.close()
             print(f"\n{table.model_label} ({table.model_id})\n{table.to_markdown()}")
             tables.append(table.model_dump(mode="json"))

@@ -44,11 +44,11 @@ def run_train(args: argparse.Namespace) -> int:
     """Run the default recipe with the given overrides and print base against fine-tuned."""
     from tqdm.auto import tqdm
 
+    from rag_factory.jobs.publishing import fine_tune_and_publish
     from rag_factory.models.embedding.registry import ModelRegistry
     from rag_factory.models.training.config import FineTuneConfig, SearchSpace
     from rag_factory.models.training.events import TrainingEvent
     from rag_factory.models.training.registration import ensure_base_registered
-    from rag_factory.models.training.trainer import fine_tune
 
     base = args.base
     registry_path = None if args.no_register else Path(args.registry)
@@ -80,7 +80,7 @@ def run_train(args: argparse.Namespace) -> int:
         if event.kind != "step":
             tqdm.write(f"[{event.kind}] {event.message}".rstrip())
 
-    result = fine_tune(config, on_event=report)
+    result = fine_tune_and_publish(config, on_event=report)
     print(f"\nstrategy {result.strategy}: " + ", ".join(f"{k}={v:g}" for k, v in result.hyperparameters.items()))
     print(f"trained {result.epochs_trained:.1f} epochs on {result.train_rows} rows in {result.train_seconds:.0f} s")
     if result.averaged_epochs:

@@ -14,3 +14,6 @@ def bundled_dataset(name: str = "scifact_mini") -> Path:
         available = sorted(p.name for p in BUNDLED_DIR.iterdir() if p.is_dir())
         raise FileNotFoundError(f"no bundled dataset {name!r}; bundled: {', '.join(available)}")
     return path
+
+
+__all__ = ["BUNDLED_DIR", "bundled_dataset"]

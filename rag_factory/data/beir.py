@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -119,3 +120,35 @@ def load_beir(path: str | Path, *, strict: bool = True) -> BeirDataset:
             if q in queries and any(d in corpus for d in judged)
         }
     return BeirDataset(name=root.name, path=root, corpus=corpus, queries=queries, qrels=qrels)
+
+
+def write_beir(
+    folder: str | Path,
+    corpus: Mapping[str, Document],
+    queries: Mapping[str, str],
+    qrels: Mapping[str, Mapping[str, Mapping[str, int]]],
+) -> Path:
+    """Write a dataset in BEIR layout, the inverse of :func:`load_beir`.
+
+    Args:
+        folder: Where to write (created if needed; existing files of the layout are replaced).
+        corpus: Documents by id, written in this order.
+        queries: Query texts by id.
+        qrels: Split -> query id -> document id -> relevance grade; one ``qrels/<split>.tsv`` each.
+
+    Returns:
+        ``folder`` as a path.
+    """
+    root = Path(folder)
+    (root / "qrels").mkdir(parents=True, exist_ok=True)
+    with (root / "corpus.jsonl").open("w", encoding="utf-8") as handle:
+        for doc_id, doc in corpus.items():
+            handle.write(json.dumps({"_id": doc_id, "title": doc.title, "text": doc.text}) + "\n")
+    with (root / "queries.jsonl").open("w", encoding="utf-8") as handle:
+        for query_id, text in queries.items():
+            handle.write(json.dumps({"_id": query_id, "text": text}) + "\n")
+    for split, judged in qrels.items():
+        rows = [f"{q}\t{d}\t{grade}" for q, docs in judged.items() for d, grade in docs.items()]
+        (root / "qrels" / f"{split}.tsv").write_text("\n".join(["query-id\tcorpus-id\tscore", *rows]) + "\n")
+    return root
+

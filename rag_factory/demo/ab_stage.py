@@ -16,8 +16,9 @@ def ab_test_and_rollout(ctx: DemoContext) -> None:
     """Ramp the fine-tuned candidate on minilm@production; a click is a relevant doc in the top 5."""
     import grpc
 
+    from rag_factory.experiments.arms import ARMS, arm_of, served_variant
     from rag_factory.models.evaluation.evaluator import evaluate_detailed
-    from rag_factory_contract.v1 import ab_pb2, ab_pb2_grpc, embedding_pb2, embedding_pb2_grpc
+    from rag_factory_contract.v1 import ab_pb2, ab_pb2_grpc, common_pb2, embedding_pb2, embedding_pb2_grpc
 
     section("6. A/B test in the sidecar: base (A) vs fine-tuned (B), canary ramp 20% -> 50% -> 100%")
     dataset = ctx.dataset
@@ -43,7 +44,7 @@ def ab_test_and_rollout(ctx: DemoContext) -> None:
     ab.StartExperiment(ab_pb2.StartExperimentRequest(
         name="scifact-canary", model_name="minilm", candidate=ctx.models["fine_tuned"], plan=plan,
         minimum_samples=60), timeout=120)  # fmt: skip
-    clicks = {"control": [0, 0], "candidate": [0, 0]}
+    clicks = {arm: [0, 0] for arm in ARMS}  # (clicks, requests) per arm
     queries = list(test)
     status = ab_pb2.EXPERIMENT_STATUS_RAMPING
     request = 0
@@ -68,7 +69,7 @@ def ab_test_and_rollout(ctx: DemoContext) -> None:
             status = ab.GetExperiment(ab_pb2.GetExperimentRequest(name="scifact-canary"), timeout=10).experiment.status
             request += 1
             continue
-        arm = "candidate" if response.served_by.variant == 2 else "control"
+        arm = arm_of(response.served_by.variant == common_pb2.VARIANT_CANDIDATE)
         clicks[arm][0] += rank > 0
         clicks[arm][1] += 1
         request += 1
@@ -84,7 +85,7 @@ def ab_test_and_rollout(ctx: DemoContext) -> None:
     experiment = ab.GetExperiment(ab_pb2.GetExperimentRequest(name="scifact-canary"), timeout=10).experiment
     for arm, (hits, total) in clicks.items():
         if total:
-            print(f"  {arm:<9}: click-through@5 {hits / total:.3f} over {total} requests")
+            print(f"  {served_variant(arm):<9}: click-through@5 {hits / total:.3f} over {total} requests")
     engagement = next((m for m in analysis.metrics if m.name == "engagement"), None)
     if engagement is not None:
         print(

@@ -20,8 +20,8 @@ def fine_tune_candidate(ctx: DemoContext, epochs: int = DEMO_EPOCHS) -> None:
 
     Validation comes from the train split only; the test queries are scored once, after training.
     """
+    from rag_factory.jobs.publishing import fine_tune_and_publish
     from rag_factory.models.training.config import FineTuneConfig
-    from rag_factory.models.training.trainer import fine_tune
 
     section(
         f"4. Fine-tuning on the bundled SciFact subset (default recipe, at most {epochs} "
@@ -52,7 +52,7 @@ def fine_tune_candidate(ctx: DemoContext, epochs: int = DEMO_EPOCHS) -> None:
             printed.add(kind)
             print(f"  {kind}: {getattr(event, 'message', '')}", flush=True)
 
-    result = fine_tune(config, on_event=show)
+    result = fine_tune_and_publish(config, on_event=show)
     assert result.model_id is not None  # registration is on because registry_path is set
     ctx.models["fine_tuned"] = result.model_id
     base_test, test = result.base_test or {}, result.test or {}

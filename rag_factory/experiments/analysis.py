@@ -9,7 +9,9 @@ import numpy as np
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, Field
 
+from rag_factory.experiments.arms import CANDIDATE, CONTROL, NO_DIFFERENCE, result_name
 from rag_factory.experiments.guardrails import Guardrail, GuardrailCheck, check_guardrail
+from rag_factory.models.embedding.models import Winner
 from rag_factory.statistics import (
     CIMethod,
     Direction,
@@ -98,7 +100,7 @@ Verdict = Literal[
 class Decision(BaseModel):
     """Which model to keep, and why."""
 
-    winner: Literal["model_a", "model_b", "no_difference"] = Field(description="The model to keep.")
+    winner: Winner = Field(description="The model to keep: 'model_a', 'model_b' or 'no_difference'.")
     verdict: Verdict = Field(description="Machine-readable reason for the winner.")
     primary_metric: str = Field(description="The metric that decides.")
     reasons: list[str] = Field(default_factory=list, description="Human-readable explanation, in order.")
@@ -146,13 +148,13 @@ def decide(
             f"not enough data: {primary_metric!r} has {counts}; "
             f"at least {minimum_samples} per arm are needed before a winner is picked"
         )
-        return Decision(winner="no_difference", verdict="not_enough_data", reasons=[reason], **base)
+        return Decision(winner=NO_DIFFERENCE, verdict="not_enough_data", reasons=[reason], **base)
     if sample_ratio is not None and sample_ratio.flagged:
         reason = (
             f"sample ratio mismatch: {sample_ratio.n_a} in A vs {sample_ratio.n_b} in B for an expected "
             f"split of {sample_ratio.expected_split:.3f} (p={sample_ratio.p_value:.2e}); fix the assignment"
         )
-        return Decision(winner="no_difference", verdict="sample_ratio_mismatch", reasons=[reason], **base)
+        return Decision(winner=NO_DIFFERENCE, verdict="sample_ratio_mismatch", reasons=[reason], **base)
     breaches = [
         f"guardrail {c.guardrail.statistic} {c.guardrail.metric!r} breached: B is worse by "
         f"{c.degradation:.4g} (allowed {c.allowed:.4g}, p={c.p_value:.2e})"
@@ -160,18 +162,20 @@ def decide(
         if c.breached
     ]
     if breaches:
-        return Decision(winner="model_a", verdict="guardrail_breach", reasons=breaches, **base)
+        return Decision(winner=result_name(CONTROL), verdict="guardrail_breach", reasons=breaches, **base)
     p = adjusted[primary_metric]
     summary = (
         f"{primary_metric!r}: A={primary.mean_a:.4g}, B={primary.mean_b:.4g} "
         f"({primary.improvement:+.2%} for B), Holm-adjusted p={p:.2e} vs alpha={alpha}"
     )
     if p <= alpha and primary.improvement > 0:
-        return Decision(winner="model_b", verdict="b_better", reasons=[f"B is better on {summary}"], **base)
+        return Decision(
+            winner=result_name(CANDIDATE), verdict="b_better", reasons=[f"B is better on {summary}"], **base
+        )
     if p <= alpha and primary.improvement < 0:
-        return Decision(winner="model_a", verdict="a_better", reasons=[f"B is worse on {summary}"], **base)
+        return Decision(winner=result_name(CONTROL), verdict="a_better", reasons=[f"B is worse on {summary}"], **base)
     reason = f"no significant difference on {summary}"
-    return Decision(winner="no_difference", verdict="no_significant_difference", reasons=[reason], **base)
+    return Decision(winner=NO_DIFFERENCE, verdict="no_significant_difference", reasons=[reason], **base)
 
 
 class ArmsAnalysis(BaseModel):

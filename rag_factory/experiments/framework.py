@@ -9,12 +9,12 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from numbers import Real
-from typing import TypedDict
 
 import numpy as np
 from numpy.typing import ArrayLike
 from pydantic import BaseModel, Field
 
+from rag_factory.arrays import FloatArray
 from rag_factory.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -23,34 +23,18 @@ from rag_factory.errors import (
     describe_choices,
 )
 from rag_factory.experiments.analysis import Decision, MetricTest, analyze_arms
-from rag_factory.experiments.guardrails import Guardrail
-from rag_factory.experiments.memory_store import (
-    ExperimentRecord,
-    ExperimentStore,
-    FloatArray,
-    InMemoryExperimentStore,
-    OutcomeBatch,
-    OutcomeColumns,
-    Variant,
-)
+from rag_factory.experiments.arms import CANDIDATE, CONTROL, Arm
+from rag_factory.experiments.guardrails import Guardrail, default_guardrails
+from rag_factory.experiments.memory_store import InMemoryExperimentStore
+from rag_factory.experiments.results import RecordedOutcome, recorded_outcomes, split_arms
 from rag_factory.experiments.routing import assign_variant
+from rag_factory.experiments.store import ExperimentRecord, ExperimentStore, OutcomeBatch
 from rag_factory.models.embedding.models import ABTestConfig, ABTestResult, MetricComparison
 from rag_factory.statistics import Direction, metric_direction, sample_ratio_mismatch
-
-__all__ = ["ABTestingFramework", "ExperimentAnalysis", "ExperimentStore", "RecordedOutcome", "default_guardrails"]
 
 # The same constant in every replica, so they all route a key alike; set a deployment secret to keep
 # assignments unguessable, and change it to reshuffle every user.
 DEFAULT_SALT = "rag-factory-ab-v1"
-
-
-class RecordedOutcome(TypedDict):
-    """One entry of ``ABTestingFramework.results[name]``."""
-
-    model_id: str
-    variant: Variant
-    metrics: dict[str, float]
-    timestamp: datetime
 
 
 class ExperimentAnalysis(BaseModel):
@@ -61,23 +45,6 @@ class ExperimentAnalysis(BaseModel):
     decision: Decision = Field(description="Winner, verdict, reasons, Holm p-values, guardrails, SRM.")
 
 
-def default_guardrails(metrics: Sequence[str]) -> list[Guardrail]:
-    """Guardrails implied by metric names: mean and p99 of latency-like metrics, mean of error rates.
-
-    Latency (any name containing ``latency``, ``time`` or a ``ms`` token) may not get more than 10%
-    worse in mean or p99; an error rate may not rise by more than 10% of A's rate (at least 0.001).
-    """
-    guardrails: list[Guardrail] = []
-    for name in metrics:
-        lowered = name.lower()
-        if "error" in lowered:
-            guardrails.append(Guardrail(metric=name, relative_tolerance=0.1, absolute_tolerance=0.001))
-        elif metric_direction(name) == "lower":
-            guardrails.append(Guardrail(metric=name, statistic="mean", relative_tolerance=0.1))
-            guardrails.append(Guardrail(metric=name, statistic="p99", relative_tolerance=0.1))
-    return guardrails
-
-
 class _ResultsView(Mapping[str, list[RecordedOutcome]]):
     """``results[name]`` as a list of dicts, materialised from the columns only when read."""
 
@@ -86,20 +53,7 @@ class _ResultsView(Mapping[str, list[RecordedOutcome]]):
 
     def __getitem__(self, test_name: str) -> list[RecordedOutcome]:
         config = self._framework._record(test_name).config
-        columns = self._framework._store.load_results(test_name)
-        names = list(columns.metrics)
-        values = np.column_stack([columns.metrics[n] for n in names]) if names else np.zeros((len(columns), 0))
-        outcomes: list[RecordedOutcome] = []
-        for is_b, stamp, row in zip(columns.is_b.tolist(), columns.timestamps.tolist(), values.tolist(), strict=True):
-            outcomes.append(
-                RecordedOutcome(
-                    model_id=config.model_b_id if is_b else config.model_a_id,
-                    variant="B" if is_b else "A",
-                    metrics={n: v for n, v in zip(names, row, strict=True) if not math.isnan(v)},
-                    timestamp=datetime.fromtimestamp(stamp, UTC),
-                )
-            )
-        return outcomes
+        return recorded_outcomes(config, self._framework.store.load_results(test_name))
 
     def __iter__(self) -> Iterator[str]:
         return iter(list(self._framework._records))
@@ -240,7 +194,7 @@ class ABTestingFramework:
             InvalidArgumentError: ``model_id`` is neither A nor B, or a value is not a finite number;
                 nothing is recorded then.
         """
-        record, variant = self._writable(test_name, model_id)
+        record, arm = self._writable(test_name, model_id)
         columns: dict[str, FloatArray] = {}
         for name, value in metrics.items():
             # Exact float first: the common case, and far cheaper than the ABC check.
@@ -250,7 +204,7 @@ class ABTestingFramework:
                     test_name=test_name,
                 )
             columns[_metric_name(name)] = np.array([value], dtype=np.float64)
-        self._store.append_results(test_name, _batch(record.config, variant, columns, 1))
+        self._store.append_results(test_name, _batch(record.config, arm, columns, 1))
 
     def record_results(
         self, test_name: str, model_id: str, metrics: Mapping[str, ArrayLike], *, count: int | None = None
@@ -268,7 +222,7 @@ class ABTestingFramework:
             FailedPreconditionError: The test is stopped.
             InvalidArgumentError: Unknown model, ragged columns or non-finite values; nothing is recorded.
         """
-        record, variant = self._writable(test_name, model_id)
+        record, arm = self._writable(test_name, model_id)
         columns: dict[str, FloatArray] = {}
         for name, values in metrics.items():
             try:
@@ -281,17 +235,17 @@ class ABTestingFramework:
         bad = [name for name, c in columns.items() if not np.isfinite(c).all()]
         if bad:
             raise InvalidArgumentError(f"metrics {bad} contain non-finite values; nothing was recorded")
-        self._store.append_results(test_name, _batch(record.config, variant, columns, sizes.pop()))
+        self._store.append_results(test_name, _batch(record.config, arm, columns, sizes.pop()))
 
-    def _writable(self, test_name: str, model_id: str) -> tuple[ExperimentRecord, Variant]:
+    def _writable(self, test_name: str, model_id: str) -> tuple[ExperimentRecord, Arm]:
         record = self._record(test_name)
         if record.status != "running":
             raise FailedPreconditionError(f"A/B test {test_name!r} is stopped; start a new test", test_name=test_name)
         config = record.config
         if model_id == config.model_a_id:
-            return record, "A"
+            return record, CONTROL
         if model_id == config.model_b_id:
-            return record, "B"
+            return record, CANDIDATE
         raise InvalidArgumentError(
             f"model {model_id!r} is not in A/B test {test_name!r}; "
             f"expected {config.model_a_id!r} (A) or {config.model_b_id!r} (B)",
@@ -355,10 +309,10 @@ class ABTestingFramework:
         record = self._record(test_name)
         config = record.config
         columns = self._store.load_results(test_name)
-        samples_a, samples_b = _split_arms(columns, config.metrics_to_track)
-        n_b = int(np.count_nonzero(columns.is_b))
+        samples_a, samples_b = split_arms(columns, config.metrics_to_track)
+        n_a, n_b = columns.counts()
         expected = float(columns.splits.mean()) if len(columns) else config.traffic_split
-        srm = sample_ratio_mismatch(len(columns) - n_b, n_b, min(1.0, max(0.0, expected)))
+        srm = sample_ratio_mismatch(n_a, n_b, min(1.0, max(0.0, expected)))
         guardrails = default_guardrails(list(samples_a)) if self._use_default_guardrails else []
         primary = self._primary_metric or self._default_primary(config, list(samples_a))
         analysis = analyze_arms(
@@ -375,7 +329,7 @@ class ABTestingFramework:
         decision = analysis.decision
         result = ABTestResult(
             test_name=test_name, model_a_id=config.model_a_id, model_b_id=config.model_b_id,
-            model_a_samples=len(columns) - n_b, model_b_samples=n_b,
+            model_a_samples=n_a, model_b_samples=n_b,
             metrics={
                 name: MetricComparison(model_a=t.mean_a, model_b=t.mean_b, improvement=t.improvement)
                 for name, t in analysis.tests.items()
@@ -401,26 +355,13 @@ def _metric_name(name: object) -> str:
     return name
 
 
-def _batch(config: ABTestConfig, variant: Variant, columns: dict[str, FloatArray], n: int) -> OutcomeBatch:
+def _batch(config: ABTestConfig, arm: Arm, columns: dict[str, FloatArray], n: int) -> OutcomeBatch:
     return OutcomeBatch(
-        variant=variant,
+        arm=arm,
         timestamps=np.full(n, time.time()),
         splits=np.full(n, config.traffic_split),
         metrics=columns,
     )
-
-
-def _split_arms(columns: OutcomeColumns, tracked: Sequence[str]) -> tuple[dict[str, FloatArray], dict[str, FloatArray]]:
-    """Per-metric values of each arm, NaN (not reported) dropped; tracked metrics first."""
-    order = [n for n in tracked if n in columns.metrics] + [n for n in columns.metrics if n not in tracked]
-    samples_a: dict[str, FloatArray] = {}
-    samples_b: dict[str, FloatArray] = {}
-    for name in order:
-        values = columns.metrics[name]
-        reported = ~np.isnan(values)
-        samples_a[name] = values[reported & ~columns.is_b]
-        samples_b[name] = values[reported & columns.is_b]
-    return samples_a, samples_b
 
 
 def _recommendation(decision: Decision, config: ABTestConfig) -> str:

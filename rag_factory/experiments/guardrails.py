@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -11,7 +12,7 @@ from pydantic import BaseModel, Field
 from scipy import stats
 
 from rag_factory.arrays import FloatArray
-from rag_factory.statistics import Direction, as_float_array, welch_parts
+from rag_factory.statistics import Direction, as_float_array, metric_direction, welch_parts
 
 Statistic = Literal["mean", "p50", "p90", "p95", "p99"]
 _QUANTILES: dict[Statistic, float] = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
@@ -40,6 +41,23 @@ class GuardrailCheck(BaseModel):
     allowed: float = Field(description="max(absolute_tolerance, relative_tolerance * |value_a|).")
     p_value: float = Field(description="One-sided p-value of 'degradation > allowed'.")
     breached: bool = Field(description="True when p_value < alpha: B is significantly too much worse.")
+
+
+def default_guardrails(metrics: Sequence[str]) -> list[Guardrail]:
+    """Guardrails implied by metric names: mean and p99 of latency-like metrics, mean of error rates.
+
+    Latency (any name containing ``latency``, ``time`` or a ``ms`` token) may not get more than 10%
+    worse in mean or p99; an error rate may not rise by more than 10% of A's rate (at least 0.001).
+    """
+    guardrails: list[Guardrail] = []
+    for name in metrics:
+        lowered = name.lower()
+        if "error" in lowered:
+            guardrails.append(Guardrail(metric=name, relative_tolerance=0.1, absolute_tolerance=0.001))
+        elif metric_direction(name) == "lower":
+            guardrails.append(Guardrail(metric=name, statistic="mean", relative_tolerance=0.1))
+            guardrails.append(Guardrail(metric=name, statistic="p99", relative_tolerance=0.1))
+    return guardrails
 
 
 def _quantile_se(x: FloatArray, q: float) -> float:

@@ -14,8 +14,9 @@ import pluggy
 from pydantic import BaseModel, Field, field_validator
 
 from rag_factory.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, describe_choices
+from rag_factory.experiments.arms import CANDIDATE, Arm
 from rag_factory.experiments.framework import ABTestingFramework
-from rag_factory.experiments.sqlite_store import SQLiteExperimentStore
+from rag_factory.experiments.store import ExperimentStore
 from rag_factory.hooks.events import RolloutEvent
 from rag_factory.hooks.manager import notify_safely
 from rag_factory.models.embedding.models import ABTestConfig
@@ -65,14 +66,21 @@ class RolloutState(BaseModel):
         """Traffic share of B now."""
         return 0.0 if self.status in ("rolled_back", "stopped") else self.plan.steps[self.step_index]
 
+    def model_for(self, arm: Arm) -> str:
+        """The model that serves ``arm``: ``model_a_id`` for A, ``model_b_id`` for B."""
+        return self.model_b_id if arm == CANDIDATE else self.model_a_id
+
 
 class RolloutManager:
-    """Runs canary rollouts over an :class:`ABTestingFramework` whose store is the registry database.
+    """Runs canary rollouts over an :class:`ABTestingFramework` and its :class:`ExperimentStore`.
+
+    The sidecar and the CLI give it the registry database's store, so rollouts survive restarts and
+    every process sees them; an in-memory store serves a single process (and tests).
 
     Args:
         registry: Where aliases live (promotion moves one; rollback after promotion moves it back).
         framework: The A/B framework (its store must be ``store``).
-        store: Durable experiment store (rollout state is kept there too).
+        store: Experiment store; rollout state and request arms are kept there too.
         hooks: Plugin manager whose ``rag_factory_on_rollout`` observers hear every event.
         clock: Seconds since the epoch (tests pass a fake clock only for step durations).
         warm_up: Loads a model by id before it gets traffic, so its first requests do not pay the load
@@ -83,12 +91,19 @@ class RolloutManager:
         self,
         registry: ModelRegistry,
         framework: ABTestingFramework,
-        store: SQLiteExperimentStore,
+        store: ExperimentStore,
         *,
         hooks: pluggy.PluginManager | None = None,
         clock: Callable[[], float] = time.time,
         warm_up: Callable[[str], object] | None = None,
     ) -> None:
+        """Create the manager and load every stored rollout.
+
+        Raises:
+            InvalidArgumentError: ``framework`` keeps its experiments in another store than ``store``.
+        """
+        if framework.store is not store:
+            raise InvalidArgumentError("the framework must keep its experiments in the rollout manager's store")
         self.registry = registry
         self.framework = framework
         self.store = store
@@ -218,7 +233,7 @@ class RolloutManager:
 
     def _step_figures(self, state: RolloutState) -> tuple[float, int, int]:
         """B's error rate and error-sample count, and B's served requests, since the current step began."""
-        columns = self.framework.store.load_results(state.test_name)
+        columns = self.store.load_results(state.test_name)
         in_step = columns.is_b & (columns.timestamps >= state.step_started_at)
         errors = columns.metrics.get("error")
         with_error = in_step & ~np.isnan(errors) if errors is not None else np.zeros(len(columns), dtype=bool)

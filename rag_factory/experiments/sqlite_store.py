@@ -13,15 +13,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from rag_factory.errors import AlreadyExistsError, NotFoundError, describe_choices
-from rag_factory.experiments.memory_store import (
+from rag_factory.experiments.arms import CANDIDATE, arm_of
+from rag_factory.experiments.outcome_table import OutcomeTable
+from rag_factory.experiments.store import (
     ExperimentRecord,
     ExperimentStatus,
     OutcomeBatch,
     OutcomeColumns,
-    _Table,
+    RequestAssignment,
 )
 from rag_factory.storage.sqlite import SQLiteDatabase
 
@@ -41,7 +42,7 @@ MIGRATIONS = (
             metrics TEXT NOT NULL
         )""",
         "CREATE INDEX ab_outcomes_test ON ab_outcomes (test_name, id)",
-        # Which experiment arm served a request id, so outcomes reported later find their arm.
+        # Which experiment arm ("A" or "B") served a request id, so outcomes reported later find their arm.
         """CREATE TABLE ab_requests (
             request_id TEXT PRIMARY KEY,
             test_name TEXT NOT NULL,
@@ -57,15 +58,6 @@ MIGRATIONS = (
 )
 
 
-class RequestAssignment(BaseModel):
-    """The arm that served one request."""
-
-    request_id: str = Field(description="Id returned in the embedding response.")
-    test_name: str = Field(description="Experiment that routed the request.")
-    variant: str = Field(description="'A' (control) or 'B' (candidate).")
-    model_id: str = Field(description="Model that served it.")
-
-
 class SQLiteExperimentStore(SQLiteDatabase):
     """``ExperimentStore`` on the registry's SQLite file (``<registry>/registry.db``)."""
 
@@ -73,7 +65,7 @@ class SQLiteExperimentStore(SQLiteDatabase):
         super().__init__(path)
         self._migrate_component("ab_testing", MIGRATIONS)
         self._cache_lock = threading.Lock()
-        self._tables: dict[str, _Table] = {}
+        self._tables: dict[str, OutcomeTable] = {}
         self._last_row: dict[str, int] = {}
 
     # -- experiments --------------------------------------------------------------------------------
@@ -138,7 +130,7 @@ class SQLiteExperimentStore(SQLiteDatabase):
             rows.append(
                 (
                     test_name,
-                    int(batch.variant == "B"),
+                    int(batch.arm == CANDIDATE),
                     float(batch.timestamps[i]),
                     float(batch.splits[i]),
                     json.dumps(metrics),
@@ -158,7 +150,7 @@ class SQLiteExperimentStore(SQLiteDatabase):
             if test_name not in self._tables:
                 if not conn.execute("SELECT 1 FROM ab_experiments WHERE test_name = ?", (test_name,)).fetchone():
                     raise self._not_found(test_name)
-                self._tables[test_name], self._last_row[test_name] = _Table(), 0
+                self._tables[test_name], self._last_row[test_name] = OutcomeTable(), 0
             rows = conn.execute(
                 "SELECT id, is_b, ts, split, metrics FROM ab_outcomes WHERE test_name = ? AND id > ? ORDER BY id",
                 (test_name, self._last_row[test_name]),
@@ -170,7 +162,7 @@ class SQLiteExperimentStore(SQLiteDatabase):
     def _append_rows(self, test_name: str, rows: list[tuple[int, int, float, float, str]]) -> None:
         table = self._tables[test_name]
         decoded = [json.loads(row[4]) for row in rows]
-        names = {name for metrics in decoded for name in metrics}
+        names = list(dict.fromkeys(name for metrics in decoded for name in metrics))  # first-seen order
         start = 0
         # Consecutive rows of one arm form one batch, so the cache keeps recording order.
         while start < len(rows):
@@ -179,7 +171,7 @@ class SQLiteExperimentStore(SQLiteDatabase):
                 end += 1
             table.append(
                 OutcomeBatch(
-                    variant="B" if rows[start][1] else "A",
+                    arm=arm_of(bool(rows[start][1])),
                     timestamps=np.array([row[2] for row in rows[start:end]]),
                     splits=np.array([row[3] for row in rows[start:end]]),
                     metrics={n: np.array([m.get(n, np.nan) for m in decoded[start:end]], dtype=float) for n in names},
@@ -199,7 +191,7 @@ class SQLiteExperimentStore(SQLiteDatabase):
                 (
                     assignment.request_id,
                     assignment.test_name,
-                    assignment.variant,
+                    assignment.arm,
                     assignment.model_id,
                     datetime.now(UTC).timestamp(),
                 ),
@@ -214,7 +206,9 @@ class SQLiteExperimentStore(SQLiteDatabase):
             )
             .fetchone()
         )
-        return None if row is None else RequestAssignment(**dict(row))
+        if row is None:
+            return None
+        return RequestAssignment(request_id=row[0], test_name=row[1], arm=row[2], model_id=row[3])
 
     def save_rollout(self, test_name: str, state: str) -> None:
         """Store the rollout state (JSON) of an experiment."""

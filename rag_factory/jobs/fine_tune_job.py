@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rag_factory.errors import InvalidArgumentError, ModelNotFoundError, describe_validation_error
-from rag_factory.jobs.kinds import EventSink
+from rag_factory.jobs.kinds import JobEventSink
 from rag_factory.models.embedding.hub import DEFAULT_BASE_MODEL
 from rag_factory.models.embedding.registry import ModelRegistry
 from rag_factory.models.training.config import FineTuneConfig
@@ -52,10 +52,10 @@ def validate_job(spec: dict[str, Any], registry_path: Path) -> None:
         prepare(config, registry)
 
 
-def run_job(spec: dict[str, Any], registry_path: Path, emit: EventSink, cancel: threading.Event) -> dict[str, Any]:
+def run_job(spec: dict[str, Any], registry_path: Path, emit: JobEventSink, cancel: threading.Event) -> dict[str, Any]:
     """Fine-tune, export and register; returns a JSON summary of the result."""
+    from rag_factory.jobs.publishing import fine_tune_and_publish
     from rag_factory.models.training.registration import ensure_base_registered
-    from rag_factory.models.training.trainer import fine_tune
 
     config = job_config(spec, registry_path)
     if config.base_model == DEFAULT_BASE_MODEL:
@@ -63,7 +63,7 @@ def run_job(spec: dict[str, Any], registry_path: Path, emit: EventSink, cancel: 
         with ModelRegistry(registry_path) as registry:
             base_id = ensure_base_registered(registry, config.base_model).model_id
         config = config.model_copy(update={"base_model": base_id})
-    result = fine_tune(config, on_event=lambda event: emit(event.model_dump(mode="json")), cancel=cancel)
+    result = fine_tune_and_publish(config, on_event=lambda event: emit(event.model_dump(mode="json")), cancel=cancel)
     return {
         "model_id": result.model_id,
         "model_ref": result.model_ref,

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-EventSink = Callable[[dict[str, Any]], None]
+JobEventSink = Callable[[dict[str, Any]], None]
+"""Receives a job's events as JSON-ready dicts, for the job store (``TrainingEventSink`` takes them typed)."""
 
 
 @dataclass(frozen=True)
@@ -16,7 +17,7 @@ class JobKind:
     """Validation (in the caller's process) and execution (in the worker)."""
 
     validate: Callable[[dict[str, Any], Path], None]
-    run: Callable[[dict[str, Any], Path, EventSink, threading.Event], dict[str, Any]]
+    run: Callable[[dict[str, Any], Path, JobEventSink, threading.Event], dict[str, Any]]
 
 
 def _validate_fine_tune(spec: dict[str, Any], registry_path: Path) -> None:
@@ -26,7 +27,7 @@ def _validate_fine_tune(spec: dict[str, Any], registry_path: Path) -> None:
 
 
 def _run_fine_tune(
-    spec: dict[str, Any], registry_path: Path, emit: EventSink, cancel: threading.Event
+    spec: dict[str, Any], registry_path: Path, emit: JobEventSink, cancel: threading.Event
 ) -> dict[str, Any]:
     from rag_factory.jobs.fine_tune_job import run_job
 

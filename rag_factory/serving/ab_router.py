@@ -7,15 +7,14 @@ import math
 from collections.abc import Mapping
 
 from rag_factory.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
+from rag_factory.experiments.arms import arm_of, arm_of_served_variant, served_variant
 from rag_factory.experiments.rollout import RolloutManager
-from rag_factory.experiments.sqlite_store import RequestAssignment
+from rag_factory.experiments.store import RequestAssignment
 from rag_factory.models.embedding.registry import PRODUCTION
 from rag_factory.models.embedding.versions import is_version
 from rag_factory.serving.engine import EmbedCall, EmbedOutcome, Route
 
 logger = logging.getLogger(__name__)
-
-CONTROL, CANDIDATE = "control", "candidate"
 
 
 def alias_target(model: str) -> tuple[str, str] | None:
@@ -59,20 +58,20 @@ class ABRouter:
             use_b = self.rollouts.framework.should_use_model_b(state.test_name, routing_key or None)
         except NotFoundError:  # stopped by another process since the last reload
             return Route(model)
-        if use_b:
-            return Route(state.model_b_id, CANDIDATE, state.test_name)
-        return Route(state.model_a_id, CONTROL, state.test_name)
+        arm = arm_of(use_b)
+        return Route(state.model_for(arm), served_variant(arm), state.test_name)
 
     def on_served(self, outcome: EmbedOutcome, call: EmbedCall) -> None:
         """Engine listener: latency and error (a fallback means the arm's model failed) per arm."""
         served = outcome.served_by
-        if not served.experiment:
+        arm = arm_of_served_variant(served.variant)
+        if not served.experiment or arm is None:
             return
         try:
             state = self.rollouts.state(served.experiment)
         except NotFoundError:
             return
-        model_id = state.model_b_id if served.variant == CANDIDATE else state.model_a_id
+        model_id = state.model_for(arm)
         # The assignment is stored first: the response carries the experiment's name, so a client
         # reporting its outcome must get "experiment ended" rather than "never served" when the
         # rollout stops the experiment between routing and this call.
@@ -80,7 +79,7 @@ class ABRouter:
             RequestAssignment(
                 request_id=outcome.request_id,
                 test_name=served.experiment,
-                variant="B" if served.variant == CANDIDATE else "A",
+                arm=arm,
                 model_id=model_id,
             )
         )

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag_factory.errors import ResourceExhaustedError, UnavailableError
+from rag_factory.arrays import VectorArray
+from rag_factory.errors import BatcherClosedError, ResourceExhaustedError
 from rag_factory.models.embedding.backends.base import EmbeddingModel
-from rag_factory.models.embedding.pooling import FloatArray
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 class BatchOutput:
     """The vectors of one request, and how its batch went."""
 
-    vectors: FloatArray
+    vectors: VectorArray
     queue_ms: float
     inference_ms: float
     batch_texts: int
@@ -40,6 +40,7 @@ class MicroBatcher:
 
     The queue holds at most ``queue_capacity`` requests; past that ``submit`` raises
     ``ResourceExhaustedError`` at once, so overload turns into fast errors, not memory growth.
+    ``close`` finishes every request ``submit`` accepted; after it, ``submit`` refuses.
 
     Args:
         model: The loaded model.
@@ -55,6 +56,8 @@ class MicroBatcher:
         self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=queue_capacity)
         self._worker = threading.Thread(target=self._run, name=f"batcher-{model.info.source[-40:]}", daemon=True)
         self._closed = False
+        # Makes "accepted" and "closed" exclusive: no request slips into the queue behind the stop.
+        self._accepting = threading.Lock()
         self._worker.start()
 
     def depth(self) -> int:
@@ -66,23 +69,32 @@ class MicroBatcher:
 
         Raises:
             ResourceExhaustedError: The queue is full.
-            UnavailableError: The batcher is shutting down.
+            BatcherClosedError: The batcher is closed.
         """
-        if self._closed:
-            raise UnavailableError("the server is shutting down; retry on another replica")
         pending = _Pending(texts, Future(), time.perf_counter())
-        try:
-            self._queue.put_nowait(pending)
-        except queue.Full:
-            raise ResourceExhaustedError(
-                f"the embedding queue is full ({self._queue.maxsize} requests waiting); retry with backoff"
-            ) from None
+        with self._accepting:
+            if self._closed:
+                raise BatcherClosedError("the server is shutting down; retry on another replica")
+            try:
+                self._queue.put_nowait(pending)
+            except queue.Full:
+                raise ResourceExhaustedError(
+                    f"the embedding queue is full ({self._queue.maxsize} requests waiting); retry with backoff"
+                ) from None
         return pending.future
 
+    @property
+    def closed(self) -> bool:
+        """Whether the batcher refuses new requests."""
+        return self._closed
+
     def close(self) -> None:
-        """Finish queued work, then stop the worker."""
-        self._closed = True
-        self._queue.put(None)
+        """Refuse new requests, finish every accepted one, then stop the worker (idempotent)."""
+        with self._accepting:
+            first = not self._closed
+            self._closed = True
+        if first:
+            self._queue.put(None)  # blocks while the queue is full; the worker is draining it
         self._worker.join(timeout=30)
 
     def _collect(self, first: _Pending) -> tuple[list[_Pending], bool]:

@@ -14,7 +14,9 @@ from typing import Literal, Protocol
 import pluggy
 from pydantic import BaseModel, Field
 
+from rag_factory.arrays import VectorArray
 from rag_factory.errors import (
+    BatcherClosedError,
     DeadlineExceededError,
     FailedPreconditionError,
     InvalidArgumentError,
@@ -22,14 +24,16 @@ from rag_factory.errors import (
     NotFoundError,
     RagFactoryError,
     ResourceExhaustedError,
+    UnavailableError,
 )
 from rag_factory.hooks.events import EmbeddingEvent
 from rag_factory.hooks.manager import notify_safely
 from rag_factory.models.embedding.backends.base import EmbeddingModel
+from rag_factory.models.embedding.cache import CacheInfo
 from rag_factory.models.embedding.loader import CustomModelLoader
-from rag_factory.models.embedding.pooling import FloatArray
 from rag_factory.models.embedding.records import ModelRecord
 from rag_factory.models.embedding.registry import ModelRegistry
+from rag_factory.models.embedding.registry_loading import model_config_for
 from rag_factory.models.monitoring.prometheus import ServingMetrics
 from rag_factory.serving.batcher import BatchOutput, MicroBatcher
 from rag_factory.serving.limits import RequestLimits, check_texts
@@ -104,7 +108,7 @@ class ServedBy:
 class EmbedOutcome:
     """Vectors of an ``EmbedCall`` with their provenance and timings."""
 
-    vectors: FloatArray
+    vectors: VectorArray
     served_by: ServedBy
     request_id: str
     queue_ms: float
@@ -115,19 +119,29 @@ class EmbedOutcome:
 
 # After a failed load, requests go straight to the fallback for this long before a retry.
 LOAD_RETRY_AFTER_S = 30.0
+# How often a request looks its model up again when the model is evicted under it (cache thrashing).
+_EVICTED_RETRIES = 3
 
 
 @dataclass
 class _ModelSlot:
-    state: Readiness = "not_loaded"
+    """Per model id bookkeeping; it never holds the model (the loader's cache does)."""
+
+    state: Readiness = "not_loaded"  # "ready" holds only while the cache holds ``cache_key``
     message: str = ""
     failed_at: float = 0.0
-    batcher: MicroBatcher | None = None
+    cache_key: str = ""  # the loader-cache key of the model this id last loaded
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class EmbeddingEngine:
     """Serves embedding requests for registered models.
+
+    The loader's cache owns every loaded model and its memory budget: the engine serves a model
+    through a micro-batcher only while the cache holds it. When the cache evicts a model, the
+    engine's batcher for it finishes its queued requests and stops before the model is closed, and
+    a later request loads the model again. Model ids whose loading options are equal share one
+    cached model and one batcher.
 
     Args:
         registry: Where model references resolve.
@@ -162,7 +176,12 @@ class EmbeddingEngine:
         self.router: Router = router or DirectRouter()
         self._slots: dict[str, _ModelSlot] = {}
         self._slots_lock = threading.Lock()
+        # One batcher per cached model object, created on its first request, closed on its eviction.
+        self._batchers: dict[int, MicroBatcher] = {}
+        self._batchers_lock = threading.Lock()
+        self._closed = False
         self._listeners: list[Callable[[EmbedOutcome, EmbedCall], None]] = []
+        loader.add_eviction_listener(self._on_evicted)
 
     # -- requests ---------------------------------------------------------------------------------
 
@@ -216,7 +235,20 @@ class EmbeddingEngine:
     def _run(self, record: ModelRecord, call: EmbedCall) -> tuple[EmbeddingModel, BatchOutput]:
         batcher = self._batcher(record)
         texts = self._preprocess(call, record.model_id)
-        future = batcher.submit(texts)
+        for _ in range(_EVICTED_RETRIES):
+            try:
+                future = batcher.submit(texts)
+                break
+            except BatcherClosedError:
+                if self._closed:
+                    raise
+                # Evicted between the lookup and the submit: look it up (and load it) again.
+                batcher = self._batcher(record)
+        else:
+            raise UnavailableError(
+                f"model {record.model_id!r} keeps being evicted from the model cache; retry, "
+                "or raise the cache's memory budget"
+            )
         self.metrics.queue_depth.labels(record.model_id).set(batcher.depth())
         try:
             output = future.result(timeout=call.timeout_s)
@@ -285,28 +317,72 @@ class EmbeddingEngine:
             return self._slots.setdefault(model_id, _ModelSlot())
 
     def _batcher(self, record: ModelRecord) -> MicroBatcher:
+        """The batcher of ``record``'s cached model, loading the model on a cache miss."""
         slot = self._slot(record.model_id)
-        if slot.batcher is not None:
-            return slot.batcher
+        batcher = self._cached_batcher(slot.cache_key)
+        if batcher is not None:
+            return batcher
         with slot.lock:
-            if slot.batcher is None:
+            for _ in range(_EVICTED_RETRIES):
+                batcher = self._cached_batcher(slot.cache_key)
+                if batcher is not None:
+                    return batcher
+                if self._closed:
+                    raise BatcherClosedError("the server is shutting down; retry on another replica")
                 if slot.state == "failed" and time.monotonic() - slot.failed_at < LOAD_RETRY_AFTER_S:
                     raise ModelLoadError(f"model {record.model_id!r} failed to load recently: {slot.message}")
                 slot.state, slot.message = "loading", ""
                 try:
+                    key = self.loader.cache_key(model_config_for(self.registry, record))
                     _, model = self.registry.load_model(record.model_id, self.loader)
                 except Exception as exc:
                     slot.state, slot.message = "failed", f"{type(exc).__name__}: {exc}"[:300]
                     slot.failed_at = time.monotonic()
                     raise
-                slot.batcher = MicroBatcher(
+                slot.cache_key, slot.state = key, "ready"
+                batcher = self._attach(key, model)
+                if batcher is not None:
+                    return batcher
+                # Evicted by a concurrent load before it could be served: load it again.
+            raise UnavailableError(
+                f"model {record.model_id!r} keeps being evicted from the model cache; retry, "
+                "or raise the cache's memory budget"
+            )
+
+    def _cached_batcher(self, key: str) -> MicroBatcher | None:
+        """The batcher of the model cached under ``key`` (a use, for the cache's LRU order), if any."""
+        model = self.loader.cached_model(key) if key else None
+        if model is None:
+            return None
+        with self._batchers_lock:
+            return self._batchers.get(id(model))
+
+    def _attach(self, key: str, model: EmbeddingModel) -> MicroBatcher | None:
+        """The batcher of ``model``, created if needed; None once the cache no longer holds it."""
+        with self._batchers_lock:
+            if self._closed:
+                raise BatcherClosedError("the server is shutting down; retry on another replica")
+            # Checked under the lock the eviction listener takes: an eviction after this check
+            # finds the new batcher and closes it.
+            if self.loader.cache_snapshot()[0].get(key) is not model:
+                return None
+            batcher = self._batchers.get(id(model))
+            if batcher is None:
+                batcher = MicroBatcher(
                     model,
                     max_batch_texts=self.batching.max_batch_texts,
                     max_wait_ms=self.batching.max_wait_ms,
                     queue_capacity=self.batching.queue_capacity,
                 )
-                slot.state = "ready"
-            return slot.batcher
+                self._batchers[id(model)] = batcher
+            return batcher
+
+    def _on_evicted(self, key: str, model: EmbeddingModel) -> None:
+        """The cache let go of ``model``: finish its queued requests and stop its batcher."""
+        with self._batchers_lock:
+            batcher = self._batchers.pop(id(model), None)
+        if batcher is not None:
+            batcher.close()
 
     def load(self, ref: str = "") -> tuple[ModelRecord, EmbeddingModel]:
         """Resolve and load a model (the default when ``ref`` is empty) so it is ready to serve."""
@@ -324,20 +400,30 @@ class EmbeddingEngine:
             except Exception:
                 logger.exception("loading %s failed", record.model_id)
         slot = self._slot(record.model_id)
-        return record, slot.state, slot.message
+        state, message = slot.state, slot.message
+        if state == "ready" and self.loader.cache_snapshot()[0].get(slot.cache_key) is None:
+            state = "not_loaded"  # evicted from the cache since
+        return record, state, message
 
     def loaded(self) -> list[tuple[str, EmbeddingModel]]:
-        """Model ids with a ready batcher, and their models."""
+        """Model ids whose model the loader's cache holds now, and their models."""
+        return self.loaded_snapshot()[0]
+
+    def loaded_snapshot(self) -> tuple[list[tuple[str, EmbeddingModel]], CacheInfo]:
+        """``loaded()`` with the cache's counters, both from one instant of the cache."""
+        cached, info = self.loader.cache_snapshot()
         with self._slots_lock:
-            return [(mid, slot.batcher.model) for mid, slot in self._slots.items() if slot.batcher is not None]
+            keys = [(mid, slot.cache_key) for mid, slot in self._slots.items()]
+        return [(mid, cached[key]) for mid, key in keys if key in cached], info
 
     def close(self) -> None:
-        """Finish queued work and stop every batcher."""
-        with self._slots_lock:
-            slots = list(self._slots.values())
-        for slot in slots:
-            if slot.batcher is not None:
-                slot.batcher.close()
+        """Finish queued work and stop every batcher; later requests are refused."""
+        with self._batchers_lock:
+            self._closed = True
+            batchers = list(self._batchers.values())
+            self._batchers.clear()
+        for batcher in batchers:
+            batcher.close()
 
 
 def _as_load_error(exc: Exception, record: ModelRecord) -> RagFactoryError:

@@ -20,9 +20,7 @@ class ABTestServicer(ab_pb2_grpc.ABTestServiceServicer):
         self._router = router
 
     def _experiment(self, state: RolloutState) -> ab_pb2.Experiment:
-        columns = self._rollouts.framework.store.load_results(state.test_name)
-        n_b = int(columns.is_b.sum())
-        return convert.experiment_message(state, (len(columns) - n_b, n_b))
+        return convert.experiment_message(state, self._rollouts.store.load_results(state.test_name).counts())
 
     def StartExperiment(
         self, request: ab_pb2.StartExperimentRequest, context: grpc.ServicerContext

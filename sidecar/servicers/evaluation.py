@@ -9,7 +9,10 @@ from collections.abc import Iterator
 import grpc
 
 from rag_factory.models.evaluation.comparison import compare_models
-from rag_factory.models.evaluation.evaluator import EvaluationProgress, EvaluationReport, evaluate
+from rag_factory.models.evaluation.evaluator import evaluate
+from rag_factory.models.evaluation.options import EvaluationOptions
+from rag_factory.models.evaluation.progress import EvaluationProgress
+from rag_factory.models.evaluation.results import EvaluationReport
 from rag_factory.serving.engine import EmbeddingEngine
 from rag_factory_contract.v1 import evaluation_pb2, evaluation_pb2_grpc
 from sidecar import convert
@@ -25,6 +28,14 @@ class EvaluationServicer(evaluation_pb2_grpc.EvaluationServiceServicer):
     def __init__(self, engine: EmbeddingEngine) -> None:
         self._engine = engine
 
+    def _options(self, split: str) -> EvaluationOptions:
+        # The engine's registry, model cache and plugins; corpus vectors cached beside its models.
+        engine = self._engine
+        return EvaluationOptions(
+            split=split or "test", registry=engine.registry, loader=engine.loader,
+            cache_dir=engine.loader.cache_dir / "embeddings", plugin_manager=engine.hooks,
+        )  # fmt: skip
+
     def Evaluate(
         self, request: evaluation_pb2.EvaluateRequest, context: grpc.ServicerContext
     ) -> Iterator[evaluation_pb2.EvaluateResponse]:
@@ -34,10 +45,8 @@ class EvaluationServicer(evaluation_pb2_grpc.EvaluationServiceServicer):
         def run() -> None:
             try:
                 report = evaluate(
-                    request.model, request.data_dir, split=request.split or "test", registry=self._engine.registry,
-                    loader=self._engine.loader, cache_dir=self._engine.loader.cache_dir / "embeddings",
-                    on_progress=updates.put,
-                    allow_dangling_qrels=request.allow_dangling_qrels, plugin_manager=self._engine.hooks,
+                    request.model, request.data_dir, self._options(request.split), on_progress=updates.put,
+                    allow_dangling_qrels=request.allow_dangling_qrels,
                 )  # fmt: skip
                 updates.put(report)
             except Exception as exc:  # re-raised in the RPC thread, where errors are mapped
@@ -57,9 +66,5 @@ class EvaluationServicer(evaluation_pb2_grpc.EvaluationServiceServicer):
     def CompareRetrieval(
         self, request: evaluation_pb2.CompareRetrievalRequest, context: grpc.ServicerContext
     ) -> evaluation_pb2.CompareRetrievalResponse:
-        report = compare_models(
-            request.model_a, request.model_b, request.data_dir, split=request.split or "test",
-            registry=self._engine.registry, loader=self._engine.loader, plugin_manager=self._engine.hooks,
-            cache_dir=self._engine.loader.cache_dir / "embeddings",
-        )  # fmt: skip
+        report = compare_models(request.model_a, request.model_b, request.data_dir, self._options(request.split))
         return convert.comparison_retrieval_message(report)

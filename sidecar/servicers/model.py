@@ -57,11 +57,9 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     def ListLoadedModels(
         self, request: model_pb2.ListLoadedModelsRequest, context: grpc.ServicerContext
     ) -> model_pb2.ListLoadedModelsResponse:
-        cache = self._engine.loader.cache_info()
-        models = [
-            convert.model_info(self._engine.registry.get_record(model_id), model)
-            for model_id, model in self._engine.loaded()
-        ]
+        # The models and the bytes come from one look at the loader's cache, which owns them.
+        loaded, cache = self._engine.loaded_snapshot()
+        models = [convert.model_info(self._engine.registry.get_record(model_id), model) for model_id, model in loaded]
         return model_pb2.ListLoadedModelsResponse(
             models=models, cache_used_bytes=cache.used_bytes, cache_budget_bytes=cache.budget_bytes
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag_factory.data import bundled_dataset
-from rag_factory.data.beir import BeirDataset, load_beir
+from rag_factory.data.beir import BeirDataset, load_beir, write_beir
 from rag_factory.errors import DatasetError
 
 
@@ -66,3 +66,16 @@ def test_invalid_json_lines_are_reported_with_their_line_number(tmp_path: Path) 
         handle.write("{not json\n")
     with pytest.raises(DatasetError, match="corpus.jsonl line 1024"):
         load_beir(copy)
+
+
+def test_a_written_dataset_loads_back_equal(scifact_mini: BeirDataset, tmp_path: Path) -> None:
+    qrels = {"test": dict(list(scifact_mini.split("test").items())[:5])}
+    doc_ids = sorted({d for judged in qrels["test"].values() for d in judged})
+    corpus = {d: scifact_mini.corpus[d] for d in doc_ids}
+    queries = {q: scifact_mini.queries[q] for q in qrels["test"]}
+
+    loaded = load_beir(write_beir(tmp_path / "copy", corpus, queries, qrels))
+
+    assert loaded.corpus == corpus
+    assert loaded.queries == queries
+    assert loaded.qrels == qrels

@@ -110,7 +110,47 @@ def test_onnx_directory_matches_sentence_transformers(
     assert cosines(model.encode(sample_texts), reference).min() >= 0.9999
 
 
-def test_int8_onnx_stays_close_to_fp32(
+def _cpu_has_vnni() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+def _run_int8_graph_exactly(export_dir: Path, texts: list[str]) -> np.ndarray:
+    """The int8 graph's own outputs: ONNX Runtime with graph optimisations off computes its
+    quantise/dequantise steps in fp32, so no CPU's int8 kernels take part."""
+    import onnxruntime as ort
+
+    from rag_factory.models.embedding.pooling import l2_normalize, pool
+    from rag_factory.models.embedding.tokenization import load_tokenizer, tokenize
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(export_dir / "model_int8.onnx"), options, providers=["CPUExecutionProvider"])
+    inputs = {i.name for i in session.get_inputs()}
+    tokenizer = load_tokenizer(export_dir, 256)
+    rows = []
+    for text in texts:
+        feeds = {k: v for k, v in tokenize(tokenizer, [text]).items() if k in inputs}
+        tokens = session.run(None, feeds)[0].astype(np.float32)
+        rows.append(pool(tokens, feeds["attention_mask"], PoolingStrategy.MEAN)[0])
+    return l2_normalize(np.stack(rows))
+
+
+def test_the_int8_graph_stays_close_to_fp32(
+    onnx_export_dir: Path, sample_texts: list[str], reference: np.ndarray
+) -> None:
+    similarity = cosines(_run_int8_graph_exactly(onnx_export_dir, sample_texts), reference)
+    real, degenerate = similarity[:-3], similarity[-3:]  # sample_texts ends with "", "x" and "a " * 2000
+    assert real.mean() >= 0.995
+    assert real.min() >= 0.99
+    # Static int8 ranges come from calibration texts; inputs unlike any of them drift further.
+    assert degenerate.min() >= 0.93
+
+
+def test_int8_onnx_served_on_this_cpu_stays_close_to_fp32(
     shared_loader: CustomModelLoader, onnx_export_dir: Path, sample_texts: list[str], reference: np.ndarray
 ) -> None:
     model = shared_loader.load_model(
@@ -118,10 +158,13 @@ def test_int8_onnx_stays_close_to_fp32(
     )
     assert model.info.precision == "int8"
     similarity = cosines(model.encode(sample_texts), reference)
-    real, degenerate = similarity[:-3], similarity[-3:]  # sample_texts ends with "", "x" and "a " * 2000
-    assert real.mean() >= 0.995
+    real, degenerate = similarity[:-3], similarity[-3:]
+    # CPUs without VNNI (AVX2 only, e.g. EPYC Milan) add int8 products in 16 bits, which saturates:
+    # the same graph then serves at about 0.9948 instead of 0.997 (README, "int8 is static"). The
+    # graph's own quality is checked above, independently of the CPU; here the served vectors must
+    # meet the product target (SPEC: cosine >= 0.99) everywhere, and the graph's figure with VNNI.
+    assert real.mean() >= (0.995 if _cpu_has_vnni() else 0.99)
     assert real.min() >= 0.99
-    # Static int8 ranges come from calibration texts; inputs unlike any of them drift further.
     assert degenerate.min() >= 0.93
 
 

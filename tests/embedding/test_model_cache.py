@@ -84,3 +84,20 @@ def test_encode_restores_input_order_after_sorting_by_length() -> None:
     model.normalize = False
     texts = ["aaa", "a", "aaaaa", "aa"]
     assert model.encode(texts, batch_size=2)[:, 0].tolist() == [3, 1, 5, 2]
+
+
+def test_listeners_let_go_of_a_model_before_it_is_closed_on_eviction_and_clear() -> None:
+    cache = ModelCache(budget_bytes=150_000_000)
+    seen: list[tuple[str, bool]] = []
+
+    def listener(key: str, model: EmbeddingModel) -> None:
+        assert isinstance(model, SizedModel)
+        assert cache.get(key) is None  # already out of the cache, and the cache's lock is free
+        seen.append((key, model.closed))
+
+    cache.add_eviction_listener(listener)
+    cache.get_or_load("a", lambda: SizedModel(100))
+    cache.get_or_load("b", lambda: SizedModel(100))  # evicts a
+    cache.clear()  # drops b
+    assert seen == [("a", False), ("b", False)]
+    assert cache.info().entries == 0

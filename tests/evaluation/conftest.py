@@ -9,33 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from rag_factory.data.beir import BeirDataset
+from rag_factory.data.beir import BeirDataset, write_beir
 from rag_factory.models.embedding import CustomModelLoader, EmbeddingModelMetadata, ModelRegistry
 from rag_factory.models.evaluation.comparison import ComparisonResult, compare_models_detailed
 
 TINY_QUERIES = 20
 TINY_EXTRA_DOCS = 60
-
-
-def write_beir(
-    dataset: BeirDataset, folder: Path, qrels: dict[str, dict[str, dict[str, int]]], doc_ids: list[str]
-) -> Path:
-    """Write a BEIR-layout copy holding ``doc_ids`` and the given qrels per split."""
-    (folder / "qrels").mkdir(parents=True, exist_ok=True)
-    with (folder / "corpus.jsonl").open("w", encoding="utf-8") as handle:
-        for doc_id in doc_ids:
-            doc = dataset.corpus[doc_id]
-            handle.write(json.dumps({"_id": doc_id, "title": doc.title, "text": doc.text}) + "\n")
-    query_ids = sorted({q for split in qrels.values() for q in split})
-    with (folder / "queries.jsonl").open("w", encoding="utf-8") as handle:
-        for query_id in query_ids:
-            handle.write(json.dumps({"_id": query_id, "text": dataset.queries[query_id]}) + "\n")
-    for split, judged in qrels.items():
-        lines = ["query-id\tcorpus-id\tscore"] + [
-            f"{q}\t{d}\t{g}" for q, docs in judged.items() for d, g in docs.items()
-        ]
-        (folder / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +24,9 @@ def tiny_dataset(scifact_mini: BeirDataset, tmp_path_factory: pytest.TempPathFac
     relevant = sorted({d for judged in test.values() for d in judged})
     others = [d for d in scifact_mini.corpus if d not in relevant][:TINY_EXTRA_DOCS]
     folder = tmp_path_factory.mktemp("data") / "scifact_tiny"
-    return write_beir(scifact_mini, folder, {"test": test, "empty": {}}, relevant + others)
+    corpus = {d: scifact_mini.corpus[d] for d in relevant + others}
+    queries = {q: scifact_mini.queries[q] for q in sorted(test)}
+    return write_beir(folder, corpus, queries, {"test": test, "empty": {}})
 
 
 @pytest.fixture

@@ -10,13 +10,10 @@ import pytest
 from rag_factory.errors import DatasetError, FailedPreconditionError, InvalidArgumentError, ModelNotFoundError
 from rag_factory.hooks import build_plugin_manager, hookimpl
 from rag_factory.models.embedding import CustomModelLoader, ModelRegistry
-from rag_factory.models.evaluation.evaluator import (
-    EvaluationProgress,
-    EvaluationReport,
-    evaluate,
-    metric_names,
-    record_evaluation,
-)
+from rag_factory.models.evaluation.evaluator import evaluate
+from rag_factory.models.evaluation.progress import EvaluationProgress
+from rag_factory.models.evaluation.recording import record_evaluation
+from rag_factory.models.evaluation.results import EvaluationReport
 from rag_factory.models.monitoring.metric_history import MetricHistory
 
 
@@ -196,11 +193,6 @@ def test_non_positive_k_is_an_invalid_argument(tiny_dataset: Path, options: dict
     """Cut-offs must be positive; the check runs before anything is loaded."""
     with pytest.raises(InvalidArgumentError, match=message):
         evaluate("no-model-needed", tiny_dataset, cache_dir=None, **options)  # type: ignore[arg-type]
-
-
-def test_k_values_add_each_metric_at_each_cut_off() -> None:
-    """Names given with @k stay; every base metric is added at every extra k, without duplicates."""
-    assert metric_names(["ndcg@10", "recall"], [1, 10]) == ["ndcg@10", "recall", "ndcg@1", "recall@1", "recall@10"]
 
 
 def test_unknown_model_without_registry_is_not_found(tiny_dataset: Path) -> None:

@@ -11,13 +11,14 @@ import gc
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from rag_factory.arrays import VectorArray
 from rag_factory.models.embedding import CustomModelLoader, EmbeddingModelMetadata, ModelRegistry
 from rag_factory.models.embedding.backends.base import BackendInfo, EmbeddingModel
 from rag_factory.serving.batcher import BatchOutput, MicroBatcher
@@ -97,18 +98,20 @@ def test_an_evicted_model_stops_being_served_and_is_loaded_again_on_demand(engin
 
 
 @pytest.mark.slow
-def test_requests_queued_on_a_model_being_evicted_complete(engine: EmbeddingEngine) -> None:
+def test_requests_queued_on_a_model_being_evicted_complete(
+    engine: EmbeddingEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     engine.embed(EmbedCall(TEXTS, model="minilm-a"))
     engine.embed(EmbedCall(TEXTS, model="minilm-b"))
     model_a = dict(engine.loaded())["minilm-a"]
     encode, in_forward_pass = model_a.encode, threading.Event()
 
-    def slow_encode(texts: list[str], batch_size: int | None = None) -> np.ndarray:
+    def slow_encode(texts: Sequence[str], batch_size: int | None = None) -> VectorArray:
         in_forward_pass.set()
         time.sleep(0.5)
         return encode(texts, batch_size)
 
-    model_a.encode = slow_encode  # type: ignore[method-assign]
+    monkeypatch.setattr(model_a, "encode", slow_encode)
     with ThreadPoolExecutor(2) as pool:
         running = pool.submit(engine.embed, EmbedCall(TEXTS, model="minilm-a"))
         assert in_forward_pass.wait(10)
@@ -136,7 +139,7 @@ class _SlowModel(EmbeddingModel):
             memory_bytes=1,
         )
 
-    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+    def _encode_batch(self, texts: list[str]) -> VectorArray:
         time.sleep(0.001)
         return np.ones((len(texts), 2), dtype=np.float32)
 

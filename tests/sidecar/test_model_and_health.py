@@ -66,3 +66,60 @@ def test_unknown_model_info_is_not_found(channel: grpc.Channel) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         model_pb2_grpc.ModelServiceStub(channel).GetModelInfo(model_pb2.GetModelInfoRequest(model="nope"), timeout=5)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from rag_factory.models.embedding import CustomModelLoader, EmbeddingModelMetadata, ModelRegistry  # noqa: E402
+from rag_factory_contract.v1 import embedding_pb2, embedding_pb2_grpc  # noqa: E402
+
+
+def test_loaded_models_stay_within_the_cache_budget(
+    sidecar_factory: Callable[..., Any],
+    private_registry_path: Path,
+    onnx_export_dir: Path,
+    model_cache_dir: Path,
+) -> None:
+    """With room for two models, serving a third evicts the least recently used; the list says so."""
+    registry = ModelRegistry(private_registry_path)
+    for model_id, batch_size in (("minilm-b8", 8), ("minilm-b16", 16)):  # distinct options: distinct models
+        registry.register_model(
+            EmbeddingModelMetadata(
+                model_id=model_id,
+                model_name=model_id,
+                version="1.0.0",
+                format="onnx",
+                embedding_dim=384,
+                max_seq_length=256,
+            ),
+            artifact_path=onnx_export_dir,
+            load_config={"batch_size": batch_size},
+        )
+    registry.close()
+    one_model = CustomModelLoader(cache_dir=model_cache_dir).load_model(
+        {"model_path": str(onnx_export_dir), "model_format": "onnx"}
+    )
+    sidecar = sidecar_factory(
+        private_registry_path,
+        models={
+            "embedding": {
+                "default_model_id": "minilm-onnx",
+                "registry_path": str(private_registry_path),
+                "cache_dir": str(model_cache_dir),
+                "cache_size_gb": 2.5 * one_model.memory_bytes / 1024**3,
+            }
+        },
+    )
+    with grpc.insecure_channel(sidecar.address) as channel:
+        embed = embedding_pb2_grpc.EmbeddingServiceStub(channel).Embed
+        for model_id in ("minilm-b8", "minilm-b16"):  # the default (minilm-onnx) was loaded at start
+            assert embed(embedding_pb2.EmbedRequest(texts=["x"], model=model_id), timeout=60).count == 1
+        models = model_pb2_grpc.ModelServiceStub(channel)
+        listed = models.ListLoadedModels(model_pb2.ListLoadedModelsRequest(), timeout=5)
+        evicted = models.GetModelReadiness(model_pb2.GetModelReadinessRequest(model="minilm-onnx"), timeout=5)
+
+    assert sorted(m.model_id for m in listed.models) == ["minilm-b16", "minilm-b8"]
+    assert listed.cache_used_bytes == 2 * one_model.memory_bytes <= listed.cache_budget_bytes
+    assert evicted.state == model_pb2.READINESS_STATE_NOT_LOADED

@@ -6,9 +6,8 @@ import random
 from pathlib import Path
 
 import pytest
-from training_helpers import write_beir
 
-from rag_factory.data.beir import BeirDataset
+from rag_factory.data.beir import BeirDataset, write_beir
 
 
 @pytest.fixture(scope="session")
@@ -20,13 +19,13 @@ def small_scifact(scifact_mini: BeirDataset, tmp_path_factory: pytest.TempPathFa
     rng.shuffle(train_ids)
     rng.shuffle(test_ids)
     qrels = {
-        "train": {q: list(scifact_mini.split("train")[q]) for q in train_ids[:160]},
-        "test": {q: list(scifact_mini.split("test")[q]) for q in test_ids[:50]},
+        "train": {q: scifact_mini.split("train")[q] for q in train_ids[:160]},
+        "test": {q: scifact_mini.split("test")[q] for q in test_ids[:50]},
     }
     wanted = {d for split in qrels.values() for docs in split.values() for d in docs}
     others = sorted(set(scifact_mini.corpus) - wanted)
     wanted |= set(rng.sample(others, 140))
-    corpus = {d: (scifact_mini.corpus[d].title, scifact_mini.corpus[d].text) for d in sorted(wanted)}
+    corpus = {d: scifact_mini.corpus[d] for d in sorted(wanted)}
     queries = {q: scifact_mini.queries[q] for split in qrels.values() for q in split}
     return write_beir(tmp_path_factory.mktemp("small-scifact"), corpus, queries, qrels)
 

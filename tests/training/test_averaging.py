@@ -110,7 +110,7 @@ def test_a_plateau_of_one_checkpoint_costs_no_validation_pass(tmp_path: Path) ->
     ],
 )
 def test_a_result_says_where_its_weights_came_from(epochs: tuple[float, ...], summary: str, tmp_path: Path) -> None:
-    from rag_factory.models.training.trainer import FineTuneResult
+    from rag_factory.models.training.result import FineTuneResult
 
     result = FineTuneResult(
         output_dir=tmp_path, strategy="hard_negative", hyperparameters={}, base_validation={}, validation={},

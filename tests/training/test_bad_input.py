@@ -6,8 +6,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from training_helpers import fast_config, write_beir
+from training_helpers import fast_config
 
+from rag_factory.data.beir import Document, write_beir
 from rag_factory.errors import DatasetError, ModelNotFoundError, RagFactoryError, UnknownFormatError
 from rag_factory.models.training.events import TrainingEvent
 from rag_factory.models.training.trainer import fine_tune
@@ -37,7 +38,8 @@ def test_a_dataset_that_does_not_exist_is_refused(tmp_path: Path) -> None:
 
 
 def test_qrels_naming_unknown_ids_are_refused(tmp_path: Path) -> None:
-    data = write_beir(tmp_path / "data", {"d1": ("", "text")}, {"q1": "query"}, {"train": {"q1": ["d1", "d404"]}})
+    corpus = {"d1": Document("d1", "", "text")}
+    data = write_beir(tmp_path / "data", corpus, {"q1": "query"}, {"train": {"q1": {"d1": 1, "d404": 1}}})
     assert "unknown document ids" in _run_expecting(DatasetError, data, tmp_path)
 
 

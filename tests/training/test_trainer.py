@@ -1,4 +1,8 @@
-"""fine_tune behaviour: events, early stopping with the best checkpoint restored, cancellation, registration, CLI."""
+"""fine_tune behaviour: events, early stopping with the best checkpoint restored, cancellation, registration, CLI.
+
+Registration is the publishing step after ``fine_tune``; the tests that register run both through
+``fine_tune_and_publish``, as the CLI, the demo and the job do.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import pytest
 from training_helpers import fast_config
 
 from rag_factory.errors import TrainingCancelledError
+from rag_factory.jobs.publishing import fine_tune_and_publish
 from rag_factory.models.embedding.registry import ModelRegistry
 from rag_factory.models.evaluation.evaluator import evaluate_detailed
 from rag_factory.models.training.events import TrainingEvent
@@ -85,7 +90,7 @@ def test_cancelling_mid_training_raises_and_registers_nothing(small_scifact: Pat
     config = fast_config(small_scifact, training_work_dir, registry_path=registry_path, base_model=base.model_id,
                          output_dir=training_work_dir / "cancelled")  # fmt: skip
     with pytest.raises(TrainingCancelledError):
-        fine_tune(config, on_event=on_event, cancel=cancel)
+        fine_tune_and_publish(config, on_event=on_event, cancel=cancel)
     with ModelRegistry(registry_path) as registry:
         assert [m.model_id for m in registry.list_models()] == [base.model_id]
         assert "candidate" not in registry.aliases(base.metadata.model_name)
@@ -110,7 +115,10 @@ def test_registration_records_lineage_alias_and_metrics(small_scifact: Path, tra
     config = fast_config(small_scifact, training_work_dir, epochs=1, registry_path=registry_path,
                          base_model=base.ref, output_dir=training_work_dir / "registered",
                          embedding_cache_dir=embeddings)  # fmt: skip
-    result = fine_tune(config)
+    events: list[TrainingEvent] = []
+    result = fine_tune_and_publish(config, on_event=events.append)
+    # The stream of one run: publishing comes before the final event.
+    assert [e.kind for e in events][-2:] == ["registered", "done"]
     with ModelRegistry(registry_path) as registry:
         # The run's corpus vectors of the result wait in the evaluation cache: evaluating the
         # registered model on its own backend embeds only the queries, and scores as the run did.

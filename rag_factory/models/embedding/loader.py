@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from rag_factory.errors import InvalidConfigError, UnknownFormatError, describe_choices
 from rag_factory.models.embedding.backends.base import EmbeddingModel
-from rag_factory.models.embedding.cache import CacheInfo, ModelCache
+from rag_factory.models.embedding.cache import CacheInfo, EvictionListener, ModelCache
 from rag_factory.models.embedding.hub import resolve_model_path
 from rag_factory.models.embedding.models import ModelConfig, ModelFormat, PoolingStrategy
 
@@ -92,6 +92,26 @@ class CustomModelLoader:
         """The cached model for ``config``, without loading it."""
         return self._cache.get(_config_key(build_model_config(config)))
 
+    def cache_key(self, config: ModelConfig | Mapping[str, Any]) -> str:
+        """The key the cache holds the model for ``config`` under."""
+        return _config_key(build_model_config(config))
+
+    def cached_model(self, key: str) -> EmbeddingModel | None:
+        """The model cached under ``key`` (marked most recently used), without loading it."""
+        return self._cache.get(key)
+
+    def cache_snapshot(self) -> tuple[dict[str, EmbeddingModel], CacheInfo]:
+        """The cached models by key, with the cache's counters, taken at one instant."""
+        return self._cache.snapshot()
+
+    def add_eviction_listener(self, listener: EvictionListener) -> None:
+        """Call ``listener(key, model)`` when a model leaves the cache (evicted or cleared).
+
+        The listener must drop its references to the model and finish any work it has queued on it
+        before returning; the model is closed right after.
+        """
+        self._cache.add_eviction_listener(listener)
+
     def embed_texts(
         self, texts: Sequence[str], model: EmbeddingModel, config: ModelConfig | None = None
     ) -> list[list[float]]:
@@ -104,7 +124,7 @@ class CustomModelLoader:
         return self._cache.info()
 
     def clear_cache(self) -> None:
-        """Forget every loaded model."""
+        """Forget every loaded model (eviction listeners finish their queued work first)."""
         self._cache.clear()
 
     def _load_uncached(self, config: ModelConfig) -> EmbeddingModel:

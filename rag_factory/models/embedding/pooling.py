@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from rag_factory.arrays import VectorArray
 from rag_factory.models.embedding.models import PoolingStrategy
 
-FloatArray = npt.NDArray[np.float32]
 
-
-def pool(token_embeddings: FloatArray, attention_mask: npt.NDArray[np.int64], strategy: PoolingStrategy) -> FloatArray:
+def pool(
+    token_embeddings: VectorArray, attention_mask: npt.NDArray[np.int64], strategy: PoolingStrategy
+) -> VectorArray:
     """Pool token embeddings, ignoring padding.
 
     Args:
@@ -37,8 +38,8 @@ def pool(token_embeddings: FloatArray, attention_mask: npt.NDArray[np.int64], st
     return np.ascontiguousarray(pooled, dtype=np.float32)
 
 
-def l2_normalize(vectors: FloatArray) -> FloatArray:
+def l2_normalize(vectors: VectorArray) -> VectorArray:
     """Scale each row to unit length; all-zero rows stay zero."""
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    normalized: FloatArray = (vectors / np.clip(norms, 1e-12, None)).astype(np.float32, copy=False)
+    normalized: VectorArray = (vectors / np.clip(norms, 1e-12, None)).astype(np.float32, copy=False)
     return normalized

@@ -464,11 +464,14 @@ class ModelRegistry:
     ) -> tuple[ModelRecord, EmbeddingModel]:
         """Resolve ``ref``, refuse a deprecated version, verify the artifact and load it.
 
-        See :func:`rag_factory.models.embedding.registry_loading.load_registered_model`.
+        Raises:
+            ModelNotFoundError, AliasNotFoundError, ModelDeprecatedError: As :meth:`resolve`.
+            FailedPreconditionError, ArtifactIntegrityError: See ``registry_loading.load_record``.
         """
-        from rag_factory.models.embedding.registry_loading import load_registered_model
+        from rag_factory.models.embedding.registry_loading import load_record
 
-        return load_registered_model(self, ref, loader, allow_deprecated=allow_deprecated, overrides=overrides)
+        record = self.resolve(ref, allow_deprecated=allow_deprecated)
+        return record, load_record(self, record, loader, overrides=overrides)
 
     def _not_found(self, ref: str) -> ModelNotFoundError:
         name, _, _ = ref.partition("@")

@@ -1,24 +1,44 @@
-"""Load a registered model: resolve the reference, refuse deprecated versions, verify the artifact."""
+"""Load a registered model from its record: the loading config, and the artifact verified on a real load.
+
+These functions take a resolved record and whatever holds the artifact store (a ``ModelRegistry``);
+``ModelRegistry.load_model`` resolves the reference, refusing deprecated versions, and calls them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rag_factory.errors import FailedPreconditionError
+from rag_factory.models.embedding.artifacts import ArtifactStore
 from rag_factory.models.embedding.backends.base import EmbeddingModel
 from rag_factory.models.embedding.loader import CustomModelLoader, build_model_config
 from rag_factory.models.embedding.models import ModelConfig
 from rag_factory.models.embedding.records import ModelRecord
 
-if TYPE_CHECKING:
-    from rag_factory.models.embedding.registry import ModelRegistry
+
+class ArtifactSource(Protocol):
+    """What holds the stored artifacts of records, such as a ``ModelRegistry``."""
+
+    @property
+    def artifacts(self) -> ArtifactStore:
+        """The content-addressed store the records' ``artifact_sha256`` point into."""
+        ...
 
 
 def model_config_for(
-    registry: ModelRegistry, record: ModelRecord, overrides: Mapping[str, Any] | None = None
+    source: ArtifactSource, record: ModelRecord, overrides: Mapping[str, Any] | None = None
 ) -> ModelConfig:
-    """The ``ModelConfig`` that loads ``record`` from its stored artifact (not yet verified)."""
+    """The ``ModelConfig`` that loads ``record`` from its stored artifact (not yet verified).
+
+    Args:
+        source: Holds the artifact (a ``ModelRegistry``).
+        record: The registered model.
+        overrides: ``ModelConfig`` fields that replace the registered loading options.
+
+    Raises:
+        FailedPreconditionError: The record has no stored artifact.
+    """
     if record.artifact_sha256 is None:
         raise FailedPreconditionError(
             f"model {record.model_id!r} ({record.ref}) has no stored artifact to load; "
@@ -29,41 +49,37 @@ def model_config_for(
         {
             **record.load_config,
             **(overrides or {}),
-            "model_path": str(registry.artifacts.content_path(record.artifact_sha256)),
+            "model_path": str(source.artifacts.content_path(record.artifact_sha256)),
             "model_format": record.metadata.format,
         }
     )
 
 
-def load_registered_model(
-    registry: ModelRegistry,
-    ref: str,
+def load_record(
+    source: ArtifactSource,
+    record: ModelRecord,
     loader: CustomModelLoader,
     *,
-    allow_deprecated: bool = False,
     overrides: Mapping[str, Any] | None = None,
-) -> tuple[ModelRecord, EmbeddingModel]:
-    """Resolve ``ref`` and return its record with the loaded model.
+) -> EmbeddingModel:
+    """Load the model of ``record`` from its stored artifact.
 
     The artifact's sha256 is checked on every real load; a model already in the loader's cache
     was checked when it was loaded, so a cache hit costs no hashing.
 
     Args:
-        registry: Where the model is registered.
-        ref: Model id, ``name@version``, ``name@alias`` or a bare name.
+        source: Holds the artifact (a ``ModelRegistry``).
+        record: The registered model, already resolved (deprecation is the resolver's business).
         loader: Loader (and cache) to use.
-        allow_deprecated: Load a deprecated version anyway.
         overrides: ``ModelConfig`` fields that replace the registered loading options.
 
     Raises:
-        ModelNotFoundError, AliasNotFoundError: ``ref`` does not resolve.
-        ModelDeprecatedError: The version is deprecated and ``allow_deprecated`` is False.
+        FailedPreconditionError: The record has no stored artifact.
         ArtifactIntegrityError: The stored artifact does not match its sha256.
     """
-    record = registry.resolve(ref, allow_deprecated=allow_deprecated)
-    config = model_config_for(registry, record, overrides)
+    config = model_config_for(source, record, overrides)
     cached = loader.get_cached(config)
     if cached is not None:
-        return record, cached
-    registry.artifact_path(record.model_id, verify=True)
-    return record, loader.load_model(config)
+        return cached
+    source.artifacts.verify(str(record.artifact_sha256))  # not None: model_config_for checked it
+    return loader.load_model(config)

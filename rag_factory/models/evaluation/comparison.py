@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Unpack
 
-import pluggy
 from pydantic import BaseModel, ConfigDict, Field
 
 from rag_factory.errors import InvalidArgumentError
 from rag_factory.models.embedding.loader import CustomModelLoader
-from rag_factory.models.embedding.registry import ModelRegistry
-from rag_factory.models.evaluation.embedding_cache import DEFAULT_EMBEDDING_CACHE_DIR
 from rag_factory.models.evaluation.error_analysis import (
     FailureReport,
     QueryComparison,
@@ -21,15 +18,10 @@ from rag_factory.models.evaluation.error_analysis import (
     categorise_failures,
     compare_queries,
 )
-from rag_factory.models.evaluation.evaluator import (
-    EvaluationProgress,
-    EvaluationReport,
-    EvaluationResult,
-    ProgressCallback,
-    evaluate_detailed,
-)
-from rag_factory.models.evaluation.model_resolution import BackendChoice
-from rag_factory.retrieval.metrics import DEFAULT_METRICS
+from rag_factory.models.evaluation.evaluator import evaluate_detailed
+from rag_factory.models.evaluation.options import EvaluationKeywords, EvaluationOptions
+from rag_factory.models.evaluation.progress import EvaluationProgress, ProgressCallback
+from rag_factory.models.evaluation.results import EvaluationReport, EvaluationResult
 from rag_factory.statistics import holm_adjust
 from rag_factory.statistics.paired import PairedComparison, compare_paired
 
@@ -158,37 +150,19 @@ def compare_models_detailed(
     a: str | Path,
     b: str | Path,
     dataset_dir: str | Path,
+    options: EvaluationOptions | None = None,
     *,
-    split: str = "test",
-    registry: ModelRegistry | None = None,
-    loader: CustomModelLoader | None = None,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    k_values: Sequence[int] = (),
-    backend: BackendChoice = "fastest",
-    cache_dir: str | Path | None = DEFAULT_EMBEDDING_CACHE_DIR,
-    on_progress: ProgressCallback | None = None,
-    allow_dangling_qrels: bool = False,
     error_metric: str = "ndcg@10",
     n_examples: int = 5,
     top_k_shown: int = 10,
     alpha: float = DEFAULT_ALPHA,
-    plugin_manager: pluggy.PluginManager | None = None,
+    **keywords: Unpack[EvaluationKeywords],
 ) -> ComparisonResult:
     """Like :func:`compare_models`, and also keep both evaluations' runs and vectors."""
-    loader = loader or CustomModelLoader()
-    common: dict[str, Any] = {
-        "split": split,
-        "registry": registry,
-        "loader": loader,
-        "metrics": metrics,
-        "k_values": k_values,
-        "backend": backend,
-        "cache_dir": cache_dir,
-        "allow_dangling_qrels": allow_dangling_qrels,
-        "plugin_manager": plugin_manager,
-    }
-    result_a = evaluate_detailed(a, dataset_dir, on_progress=_labelled(on_progress, "A"), **common)
-    result_b = evaluate_detailed(b, dataset_dir, on_progress=_labelled(on_progress, "B"), **common)
+    common = replace(options or EvaluationOptions(), **keywords)
+    common = replace(common, loader=common.loader or CustomModelLoader())  # one loader for both models
+    result_a = evaluate_detailed(a, dataset_dir, common, on_progress=_labelled(common.on_progress, "A"))
+    result_b = evaluate_detailed(b, dataset_dir, common, on_progress=_labelled(common.on_progress, "B"))
     report = compare_results(
         result_a, result_b, error_metric=error_metric, n_examples=n_examples, top_k_shown=top_k_shown, alpha=alpha
     )
@@ -199,21 +173,13 @@ def compare_models(
     a: str | Path,
     b: str | Path,
     dataset_dir: str | Path,
+    options: EvaluationOptions | None = None,
     *,
-    split: str = "test",
-    registry: ModelRegistry | None = None,
-    loader: CustomModelLoader | None = None,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    k_values: Sequence[int] = (),
-    backend: BackendChoice = "fastest",
-    cache_dir: str | Path | None = DEFAULT_EMBEDDING_CACHE_DIR,
-    on_progress: ProgressCallback | None = None,
-    allow_dangling_qrels: bool = False,
     error_metric: str = "ndcg@10",
     n_examples: int = 5,
     top_k_shown: int = 10,
     alpha: float = DEFAULT_ALPHA,
-    plugin_manager: pluggy.PluginManager | None = None,
+    **keywords: Unpack[EvaluationKeywords],
 ) -> ComparisonReport:
     """Evaluate model A (baseline) and model B (candidate) on the same split and compare them query by query.
 
@@ -221,20 +187,14 @@ def compare_models(
         a: Baseline: registered id, alias or path (see :func:`evaluator.evaluate`).
         b: Candidate, likewise.
         dataset_dir: BEIR dataset directory.
-        split: qrels split.
-        registry: Registry for references.
-        loader: Model loader shared by both evaluations.
-        metrics: Metric names; each gets a paired t-test, a Wilcoxon test and a bootstrap CI.
-        k_values: Extra cut-offs (see :func:`evaluator.metric_names`).
-        backend: Backend choice for both models.
-        cache_dir: Corpus-vector cache; None disables it.
-        on_progress: Progress of both evaluations; messages start with ``"A:"`` or ``"B:"``.
-        allow_dangling_qrels: Drop judgements naming unknown ids.
+        options: How both models are evaluated (see :class:`EvaluationOptions`): each metric gets a
+            paired t-test, a Wilcoxon test and a bootstrap CI; one loader serves both models (a new
+            one if None); progress messages start with ``"A:"`` or ``"B:"``.
         error_metric: Metric the error analysis ranks query changes by.
         n_examples: Improved, regressed and failing queries listed.
         top_k_shown: Results of each model listed per example query.
         alpha: Family-wise level of the Holm-corrected t-tests.
-        plugin_manager: Plugins asked for custom metrics.
+        **keywords: Fields of :class:`EvaluationOptions`, replacing those of ``options``.
 
     Returns:
         Both evaluations, per-metric paired tests (B - A), error analysis and failure categories.
@@ -246,20 +206,12 @@ def compare_models(
         a,
         b,
         dataset_dir,
-        split=split,
-        registry=registry,
-        loader=loader,
-        metrics=metrics,
-        k_values=k_values,
-        backend=backend,
-        cache_dir=cache_dir,
-        on_progress=on_progress,
-        allow_dangling_qrels=allow_dangling_qrels,
+        options,
         error_metric=error_metric,
         n_examples=n_examples,
         top_k_shown=top_k_shown,
         alpha=alpha,
-        plugin_manager=plugin_manager,
+        **keywords,
     ).report
 
 
@@ -303,19 +255,19 @@ class CrossDomainTable(BaseModel):
 def cross_domain(
     model: str | Path,
     dataset_dirs: Sequence[str | Path],
-    *,
-    split: str = "test",
-    registry: ModelRegistry | None = None,
-    loader: CustomModelLoader | None = None,
-    metrics: Sequence[str] = DEFAULT_METRICS,
-    backend: BackendChoice = "fastest",
-    cache_dir: str | Path | None = DEFAULT_EMBEDDING_CACHE_DIR,
-    on_progress: ProgressCallback | None = None,
-    plugin_manager: pluggy.PluginManager | None = None,
+    options: EvaluationOptions | None = None,
+    **keywords: Unpack[EvaluationKeywords],
 ) -> CrossDomainTable:
     """Evaluate one model on several datasets and gather the results in one table.
 
     A row is marked in-domain when the registered model's ``fine_tuned_on`` names the dataset.
+
+    Args:
+        model: Registered id, alias or path (see :func:`evaluator.evaluate`).
+        dataset_dirs: BEIR dataset directories, one row each, in this order.
+        options: How each dataset is evaluated (see :class:`EvaluationOptions`); one loader serves
+            every dataset (a new one if None); progress messages start with the dataset's name.
+        **keywords: Fields of :class:`EvaluationOptions`, replacing those of ``options``.
 
     Raises:
         InvalidArgumentError: No dataset given.
@@ -323,22 +275,14 @@ def cross_domain(
     """
     if not dataset_dirs:
         raise InvalidArgumentError("cross_domain needs at least one dataset directory")
-    loader = loader or CustomModelLoader()
+    common = replace(options or EvaluationOptions(), **keywords)
+    common = replace(common, loader=common.loader or CustomModelLoader())
+    registry, split = common.registry, common.split
     rows: list[CrossDomainRow] = []
     reports: list[EvaluationReport] = []
     for directory in dataset_dirs:
-        report = evaluate_detailed(
-            model,
-            directory,
-            split=split,
-            registry=registry,
-            loader=loader,
-            metrics=metrics,
-            backend=backend,
-            cache_dir=cache_dir,
-            on_progress=_labelled(on_progress, Path(directory).name),
-            plugin_manager=plugin_manager,
-        ).report
+        labelled = _labelled(common.on_progress, Path(directory).name)
+        report = evaluate_detailed(model, directory, common, on_progress=labelled).report
         reports.append(report)
         trained_on = None
         if registry is not None and report.model_source == "registry":

@@ -9,6 +9,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +19,8 @@ from rag_factory.errors import FailedPreconditionError
 logger = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDING_CACHE_DIR = Path.home() / ".cache" / "rag_factory" / "embeddings"
+CacheStatus = Literal["hit", "miss", "refreshed", "disabled"]
+"""Where an evaluation's corpus vectors came from: the cache, a fresh embedding (stored or not)."""
 _FORMAT = 1
 
 

@@ -20,8 +20,8 @@ from rag_factory.errors import RagFactoryError
 from rag_factory.models.evaluation import plots
 from rag_factory.models.evaluation.comparison import ComparisonResult, FailureSummary
 from rag_factory.models.evaluation.error_analysis import QueryChange
-from rag_factory.models.evaluation.evaluator import EvaluationReport, EvaluationResult
 from rag_factory.models.evaluation.plots import ProjectionMethod
+from rag_factory.models.evaluation.results import EvaluationReport, EvaluationResult
 from rag_factory.models.monitoring.metric_history import MetricPoint
 
 logger = logging.getLogger(__name__)

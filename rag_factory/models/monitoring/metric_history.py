@@ -1,7 +1,8 @@
 """Metric history per model version, dataset, split and time, stored in the registry database.
 
 This module is the only place that knows the history's SQL. It shares ``registry.db`` with the
-registry and applies its own migrations under the component name ``metric_history``.
+registry and applies its own migrations under the component name ``metric_history``. It takes plain
+metric values; whoever evaluates records them (see ``rag_factory.models.evaluation.recording``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from rag_factory.storage.sqlite import SQLiteDatabase
 
 if TYPE_CHECKING:
     from rag_factory.models.embedding.registry import ModelRegistry
-    from rag_factory.models.evaluation.evaluator import EvaluationReport
 
 COMPONENT = "metric_history"
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -107,6 +107,16 @@ class MetricHistory(SQLiteDatabase):
     ) -> str:
         """Append one evaluation's metrics; returns its run id.
 
+        Args:
+            model_id: Registered model id.
+            model_name: Model name (the versions of one name form a history).
+            version: Semver of the model version.
+            dataset: Dataset name.
+            split: qrels split.
+            metrics: Metric name -> value, all stored under one run id.
+            dataset_hash: Content hash of the dataset files ('' when unknown).
+            recorded_at: When the values were measured (UTC); now if None.
+
         Raises:
             InvalidArgumentError: An empty id, dataset or split, an empty metric name, a value that
                 is not finite, or a naive timestamp.
@@ -124,21 +134,6 @@ class MetricHistory(SQLiteDatabase):
         with self._write() as conn:
             conn.executemany(f"INSERT INTO metric_history ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         return run_id
-
-    def record_report(self, report: EvaluationReport) -> int:
-        """Append an evaluation report's metrics and custom metrics; returns the rows written."""
-        metrics = {**report.metrics, **report.custom_metrics}
-        self.record(
-            model_id=report.model_id,
-            model_name=report.model_name,
-            version=report.model_version,
-            dataset=report.dataset,
-            split=report.split,
-            metrics=metrics,
-            dataset_hash=report.dataset_hash,
-            recorded_at=report.evaluated_at,
-        )
-        return len(metrics)
 
     def query(
         self,

@@ -145,8 +145,9 @@ class FineTuneConfig(BaseModel):
     embedding_cache_dir: Path | None = Field(
         default=None,
         description="An evaluation embedding cache (evaluate's cache_dir) that receives the corpus vectors the "
-        "run computed for the base and the registered result (BEIR data with a test split, fp32), so a later "
-        "evaluation of either on the model's own backend skips embedding the corpus; None stores nothing.",
+        "run computed for the base and the registered result (BEIR data with a test split, fp32) when the result "
+        "is published (rag_factory.jobs.publishing), so a later evaluation of either on the model's own backend "
+        "skips embedding the corpus; None stores nothing.",
     )
     device: Literal["cpu", "cuda"] = Field(default="cpu", description="Training device.")
     precision: Precision = Field(
@@ -155,7 +156,9 @@ class FineTuneConfig(BaseModel):
         "fp32). 'auto' is bf16 on GPUs that support it and fp32 on CPUs (see training/precision.py).",
     )
     export_onnx: bool = Field(default=True, description="Also write onnx/model.onnx and onnx/model_int8.onnx.")
-    register_result: bool = Field(default=True, description="Register the result when a registry is given.")
+    register_result: bool = Field(
+        default=True, description="Register the result when a registry is given (and the result is published)."
+    )
     tags: list[str] = Field(default_factory=list, description="Extra tags of the registered version.")
     search: SearchSpace | None = Field(
         default=None, description="Hyperparameter search on validation before the final run; None disables."

@@ -28,13 +28,14 @@ class TrainingEvent(BaseModel):
     message: str = Field(default="", description="Human-readable detail.")
 
 
-EventSink = Callable[[TrainingEvent], None]
+TrainingEventSink = Callable[[TrainingEvent], None]
+"""Receives the progress events of a fine-tuning run, as they happen."""
 
 
 class EventCallback(TrainerCallback):  # type: ignore[misc]
     """Turns trainer hooks into ``TrainingEvent`` objects for ``on_event``."""
 
-    def __init__(self, emit: EventSink, metric_prefix: str = "eval_validation_") -> None:
+    def __init__(self, emit: TrainingEventSink, metric_prefix: str = "eval_validation_") -> None:
         self._emit = emit
         self._prefix = metric_prefix
         self._started = time.perf_counter()

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING
 
-from rag_factory.errors import ModelNotFoundError
+from rag_factory.errors import InvalidArgumentError, ModelNotFoundError
 from rag_factory.models.embedding.hub import resolve_model_path
 from rag_factory.models.embedding.model_files import model_max_seq_length, size_on_disk
 from rag_factory.models.embedding.models import EmbeddingModelMetadata
 from rag_factory.models.embedding.records import ModelRecord
 from rag_factory.models.embedding.registry import ModelRegistry
-
-if TYPE_CHECKING:
-    from rag_factory.models.training.preparation import PreparedRun
-    from rag_factory.models.training.trainer import FineTuneResult
+from rag_factory.models.training.result import FineTuneResult, RunInputs
 
 TRAINING_RECORD = "rag_factory_training.json"
 CANDIDATE = "candidate"
@@ -82,11 +78,22 @@ def _metrics(result: FineTuneResult) -> dict[str, float]:
     return metrics
 
 
-def write_training_record(run: PreparedRun, result: FineTuneResult) -> None:
-    """``rag_factory_training.json`` inside the artifact: dataset name and hash, strategy, hyperparameters, metrics."""
+def _inputs(result: FineTuneResult) -> RunInputs:
+    if result.inputs is None:
+        raise InvalidArgumentError("the result does not say what it was trained on; register what fine_tune returns")
+    return result.inputs
+
+
+def write_training_record(result: FineTuneResult) -> None:
+    """``rag_factory_training.json`` inside the artifact: dataset name and hash, strategy, hyperparameters, metrics.
+
+    Raises:
+        InvalidArgumentError: ``result.inputs`` is missing (a result not made by ``fine_tune``).
+    """
+    run = _inputs(result)
     payload = {
-        "dataset": {"name": run.data.name, "sha256": run.data.source_hash, "path": str(run.config.data),
-                    "train_queries": len(run.train.query_ids()), "validation_queries": len(run.validation.query_ids())},
+        "dataset": {"name": run.dataset_name, "sha256": run.dataset_sha256, "path": str(run.config.data),
+                    "train_queries": run.train_queries, "validation_queries": run.validation_queries},
         "base_model": run.base_record.model_id if run.base_record else str(run.base_path),
         "strategy": result.strategy,
         "hyperparameters": result.hyperparameters,
@@ -100,20 +107,29 @@ def write_training_record(run: PreparedRun, result: FineTuneResult) -> None:
     path.write_text(json.dumps(payload, indent=2, default=str), encoding="utf-8")
 
 
-def register_fine_tuned(registry: ModelRegistry, run: PreparedRun, result: FineTuneResult) -> ModelRecord:
+def register_fine_tuned(registry: ModelRegistry, result: FineTuneResult) -> ModelRecord:
     """Register ``result.output_dir`` as the next minor version and point the ``candidate`` alias at it.
 
     The name is ``config.model_name`` or the base's name; ``base_model`` is the base's id (a lineage
     edge); strategy, dataset name and hash and the hyperparameters go into tags, the description and
     ``rag_factory_training.json``; validation and test metrics, size and latency into the metrics.
+
+    Args:
+        registry: Where to register; the run's base must be registered there.
+        result: What ``fine_tune`` returned (its ``inputs`` name the config, data and base).
+
+    Raises:
+        ModelNotFoundError: The run's base was not a registered model.
+        InvalidArgumentError: ``result.inputs`` is missing (a result not made by ``fine_tune``).
     """
+    run = _inputs(result)
     base = run.base_record
     if base is None:
         raise ModelNotFoundError("registration needs a registered base model")
-    write_training_record(run, result)
+    write_training_record(result)
     name = run.config.model_name or base.metadata.model_name
     version = registry.next_version(name, "minor")
-    short_hash = run.data.source_hash[:12]
+    short_hash = run.dataset_sha256[:12]
     metadata = EmbeddingModelMetadata(
         model_id=f"{name}-{version}",
         model_name=name,
@@ -122,14 +138,14 @@ def register_fine_tuned(registry: ModelRegistry, run: PreparedRun, result: FineT
         embedding_dim=base.metadata.embedding_dim,
         max_seq_length=int(result.hyperparameters["max_seq_length"]),
         base_model=base.model_id,
-        fine_tuned_on=run.data.name,
+        fine_tuned_on=run.dataset_name,
         domain=base.metadata.domain,
         description=(
-            f"{base.ref} fine-tuned on {run.data.name} (sha256 {short_hash}) with strategy {result.strategy}; "
+            f"{base.ref} fine-tuned on {run.dataset_name} (sha256 {short_hash}) with strategy {result.strategy}; "
             + ", ".join(f"{k}={v:g}" for k, v in result.hyperparameters.items())
         ),
         created_by="rag-factory train",
-        tags=sorted({"fine-tuned", f"strategy:{result.strategy}", f"dataset:{run.data.name}",
+        tags=sorted({"fine-tuned", f"strategy:{result.strategy}", f"dataset:{run.dataset_name}",
                      f"dataset-sha256:{short_hash}", *run.config.tags}),
     )  # fmt: skip
     # One transaction: a cancel or crash never leaves the version registered without its alias.

@@ -1,4 +1,8 @@
-"""``fine_tune``: prepare, mine, train with the sentence-transformers trainer, evaluate, export and register."""
+"""``fine_tune``: prepare, mine, train with the sentence-transformers trainer, evaluate and export.
+
+The caller publishes the result: registers it and shares its corpus vectors with evaluation (see
+``rag_factory.jobs.publishing``, which runs both steps after this one).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,19 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from rag_factory.errors import RagFactoryError, TrainingCancelledError
+from rag_factory.errors import TrainingCancelledError
 from rag_factory.models.embedding.registry import ModelRegistry
 from rag_factory.models.training.config import FineTuneConfig
 from rag_factory.models.training.dropout import set_training_dropout
-from rag_factory.models.training.events import CancelCallback, EventCallback, EventSink, TrainingEvent
+from rag_factory.models.training.events import CancelCallback, EventCallback, TrainingEvent, TrainingEventSink
 from rag_factory.models.training.hparam_search import search_hyperparameters
 from rag_factory.models.training.mining import encode_corpus, mine_hard_negatives
-from rag_factory.models.training.precision import ResolvedPrecision, resolve_precision
+from rag_factory.models.training.precision import resolve_precision
 from rag_factory.models.training.preparation import (
     PreparedRun,
     calibration_sample,
@@ -30,51 +32,18 @@ from rag_factory.models.training.preparation import (
     title_pairs,
     validation_corpus,
 )
+from rag_factory.models.training.result import FineTuneResult, RunCorpusVectors, RunInputs
 from rag_factory.models.training.sentence_models import encoder_of, load_sentence_transformer, seed_everything
 from rag_factory.models.training.session import Hyperparameters, train_once
 from rag_factory.models.training.strategies import StrategyInputs, make_student
 from rag_factory.retrieval.exact_search import evaluate_encoder, search
 from rag_factory.retrieval.metrics import evaluate_run
-from rag_factory.statistics.paired import PairedComparison, compare_paired
+from rag_factory.statistics.paired import compare_paired
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-    from rag_factory.data.beir import BeirDataset
-
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class FineTuneResult:
-    """Everything a run measured and produced."""
-
-    output_dir: Path = field(metadata={"doc": "The sentence-transformers directory (with onnx/ when exported)."})
-    strategy: str
-    hyperparameters: dict[str, float]
-    base_validation: dict[str, float]
-    validation: dict[str, float]
-    base_test: dict[str, float] | None
-    test: dict[str, float] | None
-    comparison: PairedComparison | None  # paired test of test nDCG@10, fine-tuned vs base
-    epochs_trained: float
-    train_rows: int
-    train_seconds: float
-    total_seconds: float
-    model_size_mb: float
-    latency_ms: float  # one batch of 32 queries on the training device
-    model_id: str | None = None
-    model_ref: str | None = None
-    search_trials: list[dict[str, float]] = field(default_factory=list)
-    averaged_epochs: tuple[float, ...] = ()  # checkpoints averaged into the result; one: the best epoch alone
-
-    def weights_summary(self) -> str:
-        """Where the result's weights came from, for people: an epoch, or the mean of several ("" if unknown)."""
-        if len(self.averaged_epochs) > 1:
-            return "the mean of epochs " + ", ".join(f"{e:g}" for e in self.averaged_epochs)
-        if self.averaged_epochs:
-            return f"epoch {self.averaged_epochs[0]:g}, the best on validation"
-        return ""
 
 
 def contrastive_options(config: FineTuneConfig) -> dict[str, Any]:
@@ -113,36 +82,6 @@ def _subset_metrics(
     return evaluate_run(found, qrels, ("ndcg@10", "mrr@10", "recall@100"))
 
 
-def _share_corpus_vectors(
-    registry: ModelRegistry,
-    dataset: BeirDataset,
-    vectors: dict[str, npt.NDArray[np.float32]],
-    cache_dir: Path,
-    length: int,
-    precision: ResolvedPrecision,
-) -> None:
-    # The run embedded the whole corpus with the base and with the result; a later evaluation of
-    # either registered model on this dataset can read those vectors instead of embedding again.
-    # bf16 vectors would pass for fp32 ones, so only fp32 runs share. A failing disk or artifact
-    # costs a later evaluation some time, never the trained model, so it is logged, not raised.
-    if precision != "fp32":
-        logger.info("not sharing corpus vectors: this run embedded in %s, evaluation embeds in fp32", precision)
-        return
-    from rag_factory.models.embedding.loader import CustomModelLoader
-    from rag_factory.models.evaluation.corpus_vectors import store_corpus_vectors
-
-    loader = CustomModelLoader()  # builds each model's cache key; released right after
-    try:
-        for model_id, model_vectors in vectors.items():
-            try:
-                store_corpus_vectors(model_id, dataset, model_vectors, registry=registry, cache_dir=cache_dir,
-                                     max_seq_length=length, loader=loader)  # fmt: skip
-            except (OSError, RagFactoryError):
-                logger.warning("could not store the corpus vectors of %s in %s", model_id, cache_dir, exc_info=True)
-    finally:
-        loader.clear_cache()
-
-
 def _check_cancel(cancel: threading.Event | None, stage: str) -> None:
     if cancel is not None and cancel.is_set():
         raise TrainingCancelledError(f"training was cancelled during {stage}; nothing was registered")
@@ -151,23 +90,26 @@ def _check_cancel(cancel: threading.Event | None, stage: str) -> None:
 def fine_tune(
     config: FineTuneConfig,
     *,
-    on_event: EventSink | None = None,
+    on_event: TrainingEventSink | None = None,
     cancel: threading.Event | None = None,
     exclude_ids: Sequence[str] | None = None,
 ) -> FineTuneResult:
-    """Fine-tune the base model on ``config.data`` and export, evaluate and register the result.
+    """Fine-tune the base model on ``config.data``, export the result and evaluate it.
 
     Every input is checked before any model is loaded. The test split (BEIR data) is evaluated once,
     after training, and never used for a choice; choices (best epoch, search) use validation only.
+    Nothing is registered here: the result carries what registering it and sharing its corpus
+    vectors need (``inputs``, ``corpus_vectors``), and ``rag_factory.jobs.publishing`` does both.
 
     Args:
-        config: The run; its defaults are the default recipe.
-        on_event: Receives progress events (mining, step, evaluation, export, registered, done).
+        config: The run; its defaults are the default recipe. ``registry_path`` is where the base
+            is resolved.
+        on_event: Receives progress events (mining, step, evaluation, export, done).
         cancel: When set, training stops at the next step and ``TrainingCancelledError`` is raised.
         exclude_ids: Query ids to leave out of training and validation.
 
     Returns:
-        Metrics, paths and the registered id (when ``config.registry_path`` is set).
+        Metrics and paths, the run's inputs, and the test corpus's vectors (BEIR data with a test split).
 
     Raises:
         DatasetError, UnknownFormatError, ModelNotFoundError, HubModelNotAvailableError: Bad inputs,
@@ -177,7 +119,7 @@ def fine_tune(
     from rag_factory.models.training.export import export_model, measure_latency_ms
 
     started = time.perf_counter()
-    emit: EventSink = on_event or (lambda event: None)
+    emit: TrainingEventSink = on_event or (lambda event: None)
     registry = ModelRegistry(config.registry_path) if config.registry_path is not None else None
     try:
         run = prepare(config, registry, list(exclude_ids or ()))
@@ -246,12 +188,12 @@ def fine_tune(
         output_dir = config.output_dir or config.work_dir / "model"
         emit(TrainingEvent(kind="export", epoch=outcome.epochs_trained, message=f"exporting to {output_dir}"))
         size_mb = export_model(model, output_dir, onnx=config.export_onnx, calibration_texts=calibration_sample(run))
-        base_test = test = comparison = final_docs = None
+        base_test = test = comparison = vectors = None
         if run.test is not None:
             split = config.test_split or "test"
             base_eval = evaluate_encoder(encode_base, run.test, split, doc_vectors=doc_vectors)
             final_eval = evaluate_encoder(encoder_of(model, length, config.show_progress, precision), run.test, split)
-            final_docs = final_eval.doc_vectors
+            vectors = RunCorpusVectors(run.test, doc_vectors, final_eval.doc_vectors, length, precision)
             base_test, test = base_eval.metrics, final_eval.metrics
             comparison = compare_paired(
                 base_eval.per_query["ndcg@10"], final_eval.per_query["ndcg@10"], metric="ndcg@10", seed=config.seed
@@ -278,21 +220,10 @@ def fine_tune(
             latency_ms=measure_latency_ms(model, list(run.data.queries.values())[:32]),
             search_trials=trials,
             averaged_epochs=outcome.averaged_epochs,
+            inputs=RunInputs.of(run),
+            corpus_vectors=vectors,
         )  # fmt: skip
         _check_cancel(cancel, "evaluation")
-        if registry is not None and config.register_result and run.base_record is not None:
-            from rag_factory.models.training.registration import register_fine_tuned
-
-            record = register_fine_tuned(registry, run, result)
-            result.model_id, result.model_ref = record.model_id, record.ref
-            emit(TrainingEvent(kind="registered", message=f"registered {record.ref} as candidate"))
-            if config.embedding_cache_dir is not None and run.test is not None and final_docs is not None:
-                vectors = {run.base_record.model_id: doc_vectors, record.model_id: final_docs}
-                _share_corpus_vectors(registry, run.test, vectors, config.embedding_cache_dir, length, precision)
-            elif config.embedding_cache_dir is not None:
-                logger.info("no corpus vectors shared: without a BEIR test split the result never embedded the corpus")
-        elif config.embedding_cache_dir is not None:
-            logger.info("no corpus vectors shared: the result was not registered, so no cache key names it")
         result.total_seconds = time.perf_counter() - started
         emit(TrainingEvent(kind="done", epoch=outcome.epochs_trained, metrics=test or outcome.validation))
         return result

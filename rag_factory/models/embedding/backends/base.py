@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rag_factory.arrays import VectorArray
 from rag_factory.errors import InvalidArgumentError
-from rag_factory.models.embedding.pooling import FloatArray, l2_normalize
+from rag_factory.models.embedding.pooling import l2_normalize
 
 
 def validate_texts(texts: Sequence[str]) -> list[str]:
@@ -58,10 +59,10 @@ class EmbeddingModel(abc.ABC):
         self.memory_bytes = memory_bytes
 
     @abc.abstractmethod
-    def _encode_batch(self, texts: list[str]) -> FloatArray:
+    def _encode_batch(self, texts: list[str]) -> VectorArray:
         """Embed one batch without normalisation: ``(len(texts), embedding_dim)``."""
 
-    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> FloatArray:
+    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> VectorArray:
         """Embed ``texts`` in batches.
 
         Args:
@@ -86,7 +87,7 @@ class EmbeddingModel(abc.ABC):
             out[chunk] = vectors
         return l2_normalize(out) if self.normalize else out
 
-    def _encode_batches(self, batches: list[list[str]]) -> Iterator[FloatArray]:
+    def _encode_batches(self, batches: list[list[str]]) -> Iterator[VectorArray]:
         """Embed several batches, in order; backends that can overlap batches override this."""
         for texts in batches:
             yield self._encode_batch(texts)

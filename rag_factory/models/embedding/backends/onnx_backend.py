@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rag_factory.arrays import VectorArray
 from rag_factory.errors import InvalidConfigError
 from rag_factory.models.embedding.backends.base import BackendInfo, EmbeddingModel
 from rag_factory.models.embedding.backends.graph_runners import GraphRunner, OpenVinoRunner, OrtRunner
@@ -17,7 +18,7 @@ from rag_factory.models.embedding.model_files import (
     model_max_seq_length,
 )
 from rag_factory.models.embedding.models import ModelConfig, PoolingStrategy
-from rag_factory.models.embedding.pooling import FloatArray, pool
+from rag_factory.models.embedding.pooling import pool
 from rag_factory.models.embedding.tokenization import IntArray, load_tokenizer, tokenize
 
 logger = logging.getLogger(__name__)
@@ -123,16 +124,16 @@ class OnnxEmbeddingModel(EmbeddingModel):
         features = tokenize(self._tokenizer, texts)
         return {name: value for name, value in features.items() if name in self._runner.input_names}
 
-    def _pooled(self, output: FloatArray, feeds: dict[str, IntArray]) -> FloatArray:
+    def _pooled(self, output: VectorArray, feeds: dict[str, IntArray]) -> VectorArray:
         if output.ndim == 2:  # the graph pools itself
             return np.array(output, dtype=np.float32)
         return pool(np.asarray(output, dtype=np.float32), feeds["attention_mask"], self._pooling)
 
-    def _encode_batch(self, texts: list[str]) -> FloatArray:
+    def _encode_batch(self, texts: list[str]) -> VectorArray:
         feeds = self._feeds(texts)
         return self._pooled(self._runner.run(feeds), feeds)
 
-    def _encode_batches(self, batches: list[list[str]]) -> Iterator[FloatArray]:
+    def _encode_batches(self, batches: list[list[str]]) -> Iterator[VectorArray]:
         if len(batches) == 1:  # a lone batch (the serving path) wants latency, not overlap
             yield self._encode_batch(batches[0])
             return

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
+from rag_factory.arrays import VectorArray
 from rag_factory.errors import ModelLoadError
 from rag_factory.models.embedding.backends.base import BackendInfo, EmbeddingModel, validate_texts
 from rag_factory.models.embedding.backends.torch_utils import module_bytes, place_and_quantize
 from rag_factory.models.embedding.models import ModelConfig
-from rag_factory.models.embedding.pooling import FloatArray
 
 
 class SentenceTransformerModel(EmbeddingModel):
@@ -39,7 +39,7 @@ class SentenceTransformerModel(EmbeddingModel):
             memory_bytes=module_bytes(self.model),
         )
 
-    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> FloatArray:
+    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> VectorArray:
         # sentence-transformers sorts by length and batches by itself, so we hand it all texts.
         items = validate_texts(texts)
         if not items:
@@ -53,5 +53,5 @@ class SentenceTransformerModel(EmbeddingModel):
         )
         return np.asarray(vectors, dtype=np.float32)
 
-    def _encode_batch(self, texts: list[str]) -> FloatArray:
+    def _encode_batch(self, texts: list[str]) -> VectorArray:
         return self.encode(texts)

@@ -8,11 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from rag_factory.arrays import VectorArray
 from rag_factory.models.embedding.backends.base import BackendInfo, EmbeddingModel
 from rag_factory.models.embedding.backends.torch_utils import module_bytes, place_and_quantize
 from rag_factory.models.embedding.model_files import declared_pooling, model_max_seq_length
 from rag_factory.models.embedding.models import ModelConfig, PoolingStrategy
-from rag_factory.models.embedding.pooling import FloatArray, pool
+from rag_factory.models.embedding.pooling import pool
 from rag_factory.models.embedding.tokenization import load_tokenizer, tokenize
 
 
@@ -50,7 +51,7 @@ class TokenEmbeddingModel(EmbeddingModel):
     def _forward(self, inputs: dict[str, Any]) -> Any:
         """Run the module; return token embeddings ``(batch, tokens, dim)`` or ``(batch, dim)``."""
 
-    def _encode_batch(self, texts: list[str]) -> FloatArray:
+    def _encode_batch(self, texts: list[str]) -> VectorArray:
         features = tokenize(self._tokenizer, texts)
         tensors = {
             name: self._torch.from_numpy(value).to(self._device)
