@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from rag_factory_contract.v1 import model_pb2, model_pb2_grpc
+from rag_factory.models.embedding import CustomModelLoader, EmbeddingModelMetadata, ModelRegistry
+from rag_factory_contract.v1 import embedding_pb2, embedding_pb2_grpc, model_pb2, model_pb2_grpc
 
 pytestmark = pytest.mark.slow
 
@@ -66,14 +71,6 @@ def test_unknown_model_info_is_not_found(channel: grpc.Channel) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         model_pb2_grpc.ModelServiceStub(channel).GetModelInfo(model_pb2.GetModelInfoRequest(model="nope"), timeout=5)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-
-
-from collections.abc import Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-from rag_factory.models.embedding import CustomModelLoader, EmbeddingModelMetadata, ModelRegistry  # noqa: E402
-from rag_factory_contract.v1 import embedding_pb2, embedding_pb2_grpc  # noqa: E402
 
 
 def test_loaded_models_stay_within_the_cache_budget(
