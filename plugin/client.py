@@ -69,6 +69,7 @@ def build_embed_request(
     domain: str = "",
     request_id: str = "",
     encoding: Encoding = "packed",
+    allow_fallback: bool = False,
 ) -> embedding_pb2.EmbedRequest:
     """The one place an ``EmbedRequest`` is made, for the sync, async and batched paths alike.
 
@@ -82,6 +83,9 @@ def build_embed_request(
         domain: Domain passed to the sidecar's preprocessing hooks.
         request_id: Id to report outcomes against ("" lets the server make one).
         encoding: "packed" (float32 bytes, fastest) or "repeated" (one float list per text).
+        allow_fallback: Let the sidecar's default model answer when the requested model fails. Its
+            vectors are of another vector space: search the index of ``served_by.model_id``. False
+            (the default) makes such a failure raise ``FallbackRefusedError`` instead.
 
     Raises:
         InvalidArgumentError: ``texts`` is a single string, or the encoding is unknown.
@@ -96,6 +100,7 @@ def build_embed_request(
         domain=domain,
         request_id=request_id,
         encoding=_ENCODINGS[_check_encoding(encoding)],
+        allow_fallback=allow_fallback,
     )
 
 
@@ -207,6 +212,7 @@ class RagFactoryClient:
         request_id: str = "",
         encoding: Encoding | None = None,
         timeout: float | None = None,
+        allow_fallback: bool = False,
     ) -> EmbedResult:
         """Embed one batch (at most 256 texts) in one request.
 
@@ -218,14 +224,17 @@ class RagFactoryClient:
             request_id: Id to report outcomes against.
             encoding: Overrides the client's default encoding.
             timeout: Deadline in seconds; the client's ``timeout_s`` when None.
+            allow_fallback: Accept the default model's vectors when the requested model fails
+                (``served_by.fallback`` is then true and ``served_by.model_id`` names the index to search).
 
         Returns:
             The vectors and the model that served them.
 
         Raises:
             RagFactoryError: The core error the sidecar raised (``InvalidArgumentError`` for bad input,
-                ``ModelNotFoundError``, ``ModelDeprecatedError``, ...), or ``UnavailableError`` when the
-                sidecar cannot be reached or the deadline passes.
+                ``ModelNotFoundError``, ``ModelDeprecatedError``, ``FallbackRefusedError`` when the model
+                failed and ``allow_fallback`` is False, ...), or ``UnavailableError`` when the sidecar
+                cannot be reached or the deadline passes.
         """
         request = build_embed_request(
             texts,
@@ -234,6 +243,7 @@ class RagFactoryClient:
             domain=domain,
             request_id=request_id,
             encoding=encoding or self.encoding,
+            allow_fallback=allow_fallback,
         )
         rpc = _unary(self._sync_channel(), _EMBED, embedding_pb2.EmbedRequest, embedding_pb2.EmbedResponse)
         started = time.perf_counter()
@@ -252,6 +262,7 @@ class RagFactoryClient:
         request_id: str = "",
         encoding: Encoding | None = None,
         timeout: float | None = None,
+        allow_fallback: bool = False,
     ) -> EmbedResult:
         """Async twin of :meth:`embed` over a ``grpc.aio`` channel; same arguments, result and errors."""
         request = build_embed_request(
@@ -261,6 +272,7 @@ class RagFactoryClient:
             domain=domain,
             request_id=request_id,
             encoding=encoding or self.encoding,
+            allow_fallback=allow_fallback,
         )
         rpc = _unary(self._aio_channel(), _EMBED, embedding_pb2.EmbedRequest, embedding_pb2.EmbedResponse)
         started = time.perf_counter()
@@ -279,6 +291,7 @@ class RagFactoryClient:
         domain: str = "",
         encoding: Encoding | None = None,
         timeout: float | None = None,
+        allow_fallback: bool = False,
     ) -> EmbedResult:
         """Embed any number of texts in requests of at most ``batch_size`` texts.
 
@@ -291,7 +304,15 @@ class RagFactoryClient:
         """
         started = time.perf_counter()
         parts = [
-            self.embed(batch, model=model, routing_key=routing_key, domain=domain, encoding=encoding, timeout=timeout)
+            self.embed(
+                batch,
+                model=model,
+                routing_key=routing_key,
+                domain=domain,
+                encoding=encoding,
+                timeout=timeout,
+                allow_fallback=allow_fallback,
+            )
             for batch in _batches(texts, batch_size)
         ]
         return concat_results(parts, (time.perf_counter() - started) * 1000)
@@ -306,13 +327,20 @@ class RagFactoryClient:
         domain: str = "",
         encoding: Encoding | None = None,
         timeout: float | None = None,
+        allow_fallback: bool = False,
     ) -> EmbedResult:
         """Async twin of :meth:`embed_batched`; the batches are sent concurrently."""
         started = time.perf_counter()
         parts = await asyncio.gather(
             *(
                 self.aembed(
-                    batch, model=model, routing_key=routing_key, domain=domain, encoding=encoding, timeout=timeout
+                    batch,
+                    model=model,
+                    routing_key=routing_key,
+                    domain=domain,
+                    encoding=encoding,
+                    timeout=timeout,
+                    allow_fallback=allow_fallback,
                 )
                 for batch in _batches(texts, batch_size)
             )

@@ -33,6 +33,13 @@ class RagFactoryEmbedding(BaseEmbedding):
     model: str = Field(default="", description="Model reference; empty means the sidecar's default model.")
     routing_key: str = Field(default="", description="Stable key pinning an A/B arm; empty means random routing.")
     domain: str = Field(default="", description="Domain of the texts, passed to the sidecar's preprocessing hooks.")
+    allow_fallback: bool = Field(
+        default=False,
+        description=(
+            "Let the sidecar's default model answer when `model` fails. Its vectors are of another vector "
+            "space: search the index of `last_served_by.model_id`. False raises FallbackRefusedError instead."
+        ),
+    )
     timeout_s: float = Field(default=10.0, gt=0, description="Deadline of each gRPC call, in seconds.")
     encoding: Encoding = Field(default="packed", description="Vector encoding on the wire: 'packed' or 'repeated'.")
     load_plugins: bool = Field(
@@ -90,7 +97,12 @@ class RagFactoryEmbedding(BaseEmbedding):
         return self._observed(result)
 
     def _request_options(self) -> dict[str, Any]:
-        return {"model": self.model, "routing_key": self.routing_key, "domain": self.domain}
+        return {
+            "model": self.model,
+            "routing_key": self.routing_key,
+            "domain": self.domain,
+            "allow_fallback": self.allow_fallback,
+        }
 
     def _observed(self, result: EmbedResult) -> EmbedResult:
         served = result.served_by

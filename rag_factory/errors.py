@@ -24,6 +24,7 @@ is a plain string; ``sidecar`` turns it into ``grpc.StatusCode``.
     ├── ArtifactIntegrityError .......... DATA_LOSS
     ├── UnavailableError ................ UNAVAILABLE
     │   ├── ModelLoadError
+    │   │   └── FallbackRefusedError
     │   ├── DownloadError
     │   └── BatcherClosedError
     ├── DeadlineExceededError ........... DEADLINE_EXCEEDED
@@ -179,6 +180,16 @@ class ModelLoadError(UnavailableError):
     """A model that exists but failed to load or to run."""
 
     reason = "MODEL_LOAD_FAILED"
+
+
+# Under ModelLoadError, so UNAVAILABLE: the model did fail, and a load failure is retried after a
+# window (the engine's LOAD_RETRY_AFTER_S), so retrying later may succeed without the caller changing
+# anything; callers that already catch ModelLoadError keep catching it. FAILED_PRECONDITION would tell
+# clients never to retry as is, which is wrong for a model that was only briefly unloadable.
+class FallbackRefusedError(ModelLoadError):
+    """The requested model failed, and the request did not allow the default model to answer instead."""
+
+    reason = "FALLBACK_REFUSED"
 
 
 class DownloadError(UnavailableError):

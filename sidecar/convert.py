@@ -65,6 +65,7 @@ def embed_call(request: embedding_pb2.EmbedRequest, timeout_s: float | None) -> 
         domain=request.domain,
         request_id=request.request_id,
         timeout_s=timeout_s,
+        allow_fallback=request.allow_fallback,
     )
 
 

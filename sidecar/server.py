@@ -122,6 +122,7 @@ def build_services(settings: SidecarSettings, *, plugins: tuple[object, ...] = (
         router=router if embedding.ab_testing.enabled else None,
     )
     engine.add_listener(router.on_served)
+    engine.add_failure_listener(router.on_failed)
     rollouts.warm_up = engine.load
     jobs = JobManager(registry.path)
     interrupted = jobs.recover()  # a job "running" before a restart has lost its worker

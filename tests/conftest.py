@@ -179,3 +179,21 @@ def private_registry_path(sidecar_registry_path: Path, tmp_path: Path) -> Path:
     target = tmp_path / "registry"
     shutil.copytree(sidecar_registry_path, target)
     return target
+
+
+@pytest.fixture
+def damaged_sidecar(private_registry_path: Path, sidecar_factory: object, tmp_path: Path) -> RunningSidecar:
+    """A sidecar (default model minilm-onnx) whose registry also holds ``ft@1.1.0`` with damaged weights."""
+    damaged = tmp_path / "ft-1.1.0"
+    damaged.mkdir()
+    (damaged / "model.onnx").write_bytes(b"this is not an onnx graph")
+    registry = ModelRegistry(private_registry_path)
+    registry.register_model(
+        EmbeddingModelMetadata(
+            model_id="ft-1.1.0", model_name="ft", version="1.1.0", format="onnx", embedding_dim=384, max_seq_length=256
+        ),
+        artifact_path=damaged,
+    )
+    registry.close()
+    sidecar: RunningSidecar = sidecar_factory(private_registry_path)  # type: ignore[operator]
+    return sidecar

@@ -50,8 +50,11 @@ def ab_test_and_rollout(ctx: DemoContext) -> None:
     request = 0
     while status == ab_pb2.EXPERIMENT_STATUS_RAMPING and request < 3000:
         qid = queries[request % len(queries)]
+        # allow_fallback: this caller searches the index of whichever model served_by names, so the
+        # default model's vectors are usable should an arm fail (without it, such a request would fail).
         response = embed.Embed(embedding_pb2.EmbedRequest(
-            texts=[dataset.queries[qid]], model="minilm", routing_key=f"user-{request}"), timeout=60)  # fmt: skip
+            texts=[dataset.queries[qid]], model="minilm", routing_key=f"user-{request}", allow_fallback=True),
+            timeout=60)  # fmt: skip
         vector = np.frombuffer(response.packed, dtype="<f4")
         ranking = np.argsort(-(corpus[response.served_by.model_id] @ vector))[:5]
         top = [doc_ids[i] for i in ranking]

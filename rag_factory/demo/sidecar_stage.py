@@ -75,6 +75,8 @@ def llama_index_through_the_sidecar(ctx: DemoContext) -> None:
     relevant = {d for docs in test.values() for d in docs}
     doc_ids = sorted(relevant) + [d for d in dataset.corpus if d not in relevant][: 300 - len(relevant)]
     documents = [TextNode(id_=d, text=dataset.corpus[d].as_text()) for d in doc_ids]
+    # Strict by default: should "minilm" fail, the call raises FallbackRefusedError rather than index
+    # the default model's vectors (another vector space); allow_fallback=True would accept them.
     embed_model = RagFactoryEmbedding(address=ctx.sidecar_address, model="minilm", embed_batch_size=64)
     started = time.perf_counter()
     nodes = IngestionPipeline(transformations=[embed_model]).run(nodes=documents)

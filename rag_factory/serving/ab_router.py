@@ -62,7 +62,10 @@ class ABRouter:
         return Route(state.model_for(arm), served_variant(arm), state.test_name)
 
     def on_served(self, outcome: EmbedOutcome, call: EmbedCall) -> None:
-        """Engine listener: latency and error (a fallback means the arm's model failed) per arm."""
+        """Engine listener: latency and error (a fallback means the arm's model failed) per arm.
+
+        A failed request that no fallback answered reaches :meth:`on_failed` instead.
+        """
         served = outcome.served_by
         arm = arm_of_served_variant(served.variant)
         if not served.experiment or arm is None:
@@ -89,6 +92,17 @@ class ABRouter:
             )
         except (NotFoundError, FailedPreconditionError):
             logger.debug("experiment %s ended while request %s was served", served.experiment, outcome.request_id)
+
+    def on_failed(self, route: Route, call: EmbedCall) -> None:
+        """Engine failure listener: an arm whose model failed, with no fallback answering, counts an error."""
+        arm = arm_of_served_variant(route.variant)
+        if not route.experiment or arm is None:
+            return
+        try:
+            model_id = self.rollouts.state(route.experiment).model_for(arm)
+            self.rollouts.framework.record_result(route.experiment, model_id, {"error": 1.0})
+        except (NotFoundError, FailedPreconditionError):
+            logger.debug("experiment %s ended while a request for %s failed", route.experiment, route.model)
 
     def record_outcome(self, request_id: str, metrics: Mapping[str, float]) -> RequestAssignment:
         """Record client-reported outcomes (engagement, accuracy, ...) for the arm that served a request.

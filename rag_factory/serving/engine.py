@@ -19,6 +19,7 @@ from rag_factory.errors import (
     BatcherClosedError,
     DeadlineExceededError,
     FailedPreconditionError,
+    FallbackRefusedError,
     InvalidArgumentError,
     ModelLoadError,
     NotFoundError,
@@ -63,6 +64,9 @@ class EmbedCall:
     domain: str = ""
     request_id: str = ""
     timeout_s: float | None = None
+    # The default model's vectors are of another vector space, so it answers for a failed model only
+    # when the caller says it can use them (it searches the index that ``served_by`` names).
+    allow_fallback: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class EmbedOutcome:
     batch_texts: int
 
 
-# After a failed load, requests go straight to the fallback for this long before a retry.
+# After a failed load, requests fail (or go straight to the fallback) for this long before a retry.
 LOAD_RETRY_AFTER_S = 30.0
 # How often a request looks its model up again when the model is evicted under it (cache thrashing).
 _EVICTED_RETRIES = 3
@@ -181,6 +185,7 @@ class EmbeddingEngine:
         self._batchers_lock = threading.Lock()
         self._closed = False
         self._listeners: list[Callable[[EmbedOutcome, EmbedCall], None]] = []
+        self._failure_listeners: list[Callable[[Route, EmbedCall], None]] = []
         loader.add_eviction_listener(self._on_evicted)
 
     # -- requests ---------------------------------------------------------------------------------
@@ -194,7 +199,8 @@ class EmbeddingEngine:
             ModelDeprecatedError: The version is deprecated.
             ResourceExhaustedError: The model's queue is full.
             DeadlineExceededError: The call's deadline passed.
-            ModelLoadError: Neither the requested nor the fallback model could serve.
+            FallbackRefusedError: The routed model failed and the call did not allow a fallback.
+            ModelLoadError: Neither the routed nor the fallback model could serve.
         """
         started = time.perf_counter()
         check_texts(call.texts, self.limits)
@@ -204,14 +210,16 @@ class EmbeddingEngine:
         try:
             model, output = self._run(record, call)
             served = self._served_by(record, model, call, route)
-        except _CLIENT_ERRORS + (DeadlineExceededError,):
+        except _CLIENT_ERRORS + (DeadlineExceededError, BatcherClosedError):
             raise
         except Exception as exc:
             fallback = self.registry.resolve(self.default_model)
-            if fallback.model_id == record.model_id:
-                self.metrics.requests.labels(record.model_id, record.metadata.version, route.variant, "error").inc()
-                raise _as_load_error(exc, record) from exc
             reason = f"{type(exc).__name__}: {exc}"[:300]
+            if fallback.model_id == record.model_id or not call.allow_fallback:
+                self._failed(record, route, call)
+                if fallback.model_id == record.model_id:
+                    raise _as_load_error(exc, record) from exc
+                raise _refused(call, route, record, fallback, reason) from exc
             logger.warning("model %s failed (%s); serving %s instead", record.model_id, reason, fallback.model_id)
             self.metrics.fallbacks.labels(requested, fallback.model_id, type(exc).__name__).inc()
             model, output = self._run(fallback, call)
@@ -231,6 +239,18 @@ class EmbeddingEngine:
     def add_listener(self, listener: Callable[[EmbedOutcome, EmbedCall], None]) -> None:
         """Call ``listener`` after every served request (the A/B layer records latency this way)."""
         self._listeners.append(listener)
+
+    def add_failure_listener(self, listener: Callable[[Route, EmbedCall], None]) -> None:
+        """Call ``listener`` when the routed model fails and no fallback answers (A/B counts arm errors)."""
+        self._failure_listeners.append(listener)
+
+    def _failed(self, record: ModelRecord, route: Route, call: EmbedCall) -> None:
+        self.metrics.requests.labels(record.model_id, record.metadata.version, route.variant, "error").inc()
+        for listener in self._failure_listeners:
+            try:
+                listener(route, call)
+            except Exception:
+                logger.exception("an embedding failure listener failed")
 
     def _run(self, record: ModelRecord, call: EmbedCall) -> tuple[EmbeddingModel, BatchOutput]:
         batcher = self._batcher(record)
@@ -424,6 +444,22 @@ class EmbeddingEngine:
             self._batchers.clear()
         for batcher in batchers:
             batcher.close()
+
+
+def _refused(
+    call: EmbedCall, route: Route, record: ModelRecord, fallback: ModelRecord, reason: str
+) -> FallbackRefusedError:
+    arm = f"A/B {route.variant} arm " if route.variant else ""
+    requested = f"{call.model or record.ref!r} ({arm}{record.model_id}, {record.ref})"
+    return FallbackRefusedError(
+        f"model {requested} failed: {reason}; the default model {fallback.model_id!r} ({fallback.ref}) could "
+        "answer, but its vectors are of another vector space. Retry after "
+        f"{LOAD_RETRY_AFTER_S:.0f} s, fix or replace {record.model_id!r}, or set allow_fallback and search "
+        "the index of the model that served_by names",
+        requested_model=call.model,
+        model_id=record.model_id,
+        fallback_model_id=fallback.model_id,
+    )
 
 
 def _as_load_error(exc: Exception, record: ModelRecord) -> RagFactoryError:

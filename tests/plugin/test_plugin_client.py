@@ -179,7 +179,13 @@ def test_an_unknown_encoding_is_refused() -> None:
 
 def test_the_request_builder_sets_every_field() -> None:
     request = build_embed_request(
-        ["a"], model="minilm@production", routing_key="user-7", domain="medical", request_id="r1", encoding="repeated"
+        ["a"],
+        model="minilm@production",
+        routing_key="user-7",
+        domain="medical",
+        request_id="r1",
+        encoding="repeated",
+        allow_fallback=True,
     )
 
     assert request == embedding_pb2.EmbedRequest(
@@ -189,6 +195,7 @@ def test_the_request_builder_sets_every_field() -> None:
         domain="medical",
         request_id="r1",
         encoding=embedding_pb2.VECTOR_ENCODING_REPEATED_FLOAT,
+        allow_fallback=True,
     )
 
 

@@ -24,7 +24,7 @@ from plugin import (
     reembed_stale_nodes,
 )
 from rag_factory.data.beir import BeirDataset
-from rag_factory.errors import FailedPreconditionError, UnavailableError
+from rag_factory.errors import FailedPreconditionError, FallbackRefusedError, UnavailableError
 
 pytestmark = pytest.mark.slow
 
@@ -98,6 +98,29 @@ def test_the_model_field_selects_the_served_model(sidecar_address: str) -> None:
 
     assert embedding.last_served_by is not None
     assert embedding.last_served_by.version == "1.1.0"
+
+
+def test_a_model_that_fails_raises_the_core_error_in_the_host_app(damaged_sidecar: object) -> None:
+    address = damaged_sidecar.address  # type: ignore[attr-defined]
+    embedding = RagFactoryEmbedding(address=address, model="ft@1.1.0", timeout_s=60, load_plugins=False)
+
+    with pytest.raises(FallbackRefusedError, match=r"'ft@1.1.0' .* the default model 'minilm-onnx'"):
+        embedding.get_query_embedding(QUERY)
+    assert embedding.last_served_by is None
+
+
+def test_with_allow_fallback_the_default_model_answers_and_says_so(damaged_sidecar: object) -> None:
+    address = damaged_sidecar.address  # type: ignore[attr-defined]
+    embedding = RagFactoryEmbedding(
+        address=address, model="ft@1.1.0", allow_fallback=True, timeout_s=60, load_plugins=False
+    )
+
+    vector = embedding.get_query_embedding(QUERY)
+
+    default = RagFactoryClient(address, timeout_s=60).embed([QUERY], model="minilm-onnx").vectors[0]
+    np.testing.assert_allclose(vector, default, atol=1e-5)
+    served = embedding.last_served_by
+    assert served is not None and (served.fallback, served.model_id) == (True, "minilm-onnx")
 
 
 def test_vector_store_index_over_scifact_retrieves_the_relevant_document(

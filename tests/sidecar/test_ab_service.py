@@ -25,9 +25,15 @@ class Stubs:
         self.embed = embedding_pb2_grpc.EmbeddingServiceStub(self.channel)
 
     def call(
-        self, key: str, model: str = "minilm@production", text: str = "tumour suppressor genes"
+        self,
+        key: str,
+        model: str = "minilm@production",
+        text: str = "tumour suppressor genes",
+        *,
+        allow_fallback: bool = False,
     ) -> embedding_pb2.EmbedResponse:
-        return self.embed.Embed(embedding_pb2.EmbedRequest(texts=[text], model=model, routing_key=key), timeout=30)
+        request = embedding_pb2.EmbedRequest(texts=[text], model=model, routing_key=key, allow_fallback=allow_fallback)
+        return self.embed.Embed(request, timeout=30)
 
 
 def _start(
@@ -191,9 +197,7 @@ def test_a_healthy_candidate_ramps_step_by_step_and_is_promoted(ab_sidecar: Stub
     assert ModelRegistry(private_registry_path).get_alias("minilm", "production").model_id == "minilm-onnx"
 
 
-def test_a_failing_candidate_is_rolled_back_automatically(
-    ab_sidecar: Stubs, private_registry_path: Path, tmp_path: Path
-) -> None:
+def _start_a_broken_candidate(ab_sidecar: Stubs, private_registry_path: Path, tmp_path: Path) -> ModelRegistry:
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "model.onnx").write_bytes(b"not a graph")
@@ -214,10 +218,10 @@ def test_a_failing_candidate_is_rolled_back_automatically(
         candidate="minilm-broken",
         plan=ab_pb2.RampPlan(steps=[0.5, 1.0], min_samples_per_step=10_000, max_error_rate=0.05),
     )
-    for i in range(80):
-        response = ab_sidecar.call(f"user-{i}")
-        assert response.count == 1  # clients never see the failure: the base model answers
+    return registry
 
+
+def _assert_rolled_back_for_errors(ab_sidecar: Stubs, registry: ModelRegistry) -> None:
     def rolled_back() -> bool:
         experiment = ab_sidecar.ab.GetExperiment(ab_pb2.GetExperimentRequest(name="int8-canary"), timeout=10).experiment
         return experiment.status == ab_pb2.EXPERIMENT_STATUS_ROLLED_BACK
@@ -228,6 +232,33 @@ def test_a_failing_candidate_is_rolled_back_automatically(
     assert experiment.traffic_split == 0.0 and "error" in experiment.reason
     assert registry.get_alias("minilm", "production").model_id == "minilm-onnx"
     assert ab_sidecar.call("user-1").served_by.variant == common_pb2.VARIANT_UNSPECIFIED
+
+
+def test_a_failing_candidate_is_rolled_back_automatically(
+    ab_sidecar: Stubs, private_registry_path: Path, tmp_path: Path
+) -> None:
+    registry = _start_a_broken_candidate(ab_sidecar, private_registry_path, tmp_path)
+    for i in range(80):
+        response = ab_sidecar.call(f"user-{i}", allow_fallback=True)
+        assert response.count == 1  # clients that allow a fallback never see the failure: the base model answers
+
+    _assert_rolled_back_for_errors(ab_sidecar, registry)
+
+
+def test_a_failing_candidate_fails_strict_requests_and_is_still_rolled_back(
+    ab_sidecar: Stubs, private_registry_path: Path, tmp_path: Path
+) -> None:
+    registry = _start_a_broken_candidate(ab_sidecar, private_registry_path, tmp_path)
+    refused: list[grpc.RpcError] = []
+    for i in range(80):
+        try:
+            assert ab_sidecar.call(f"user-{i}").served_by.model_id == "minilm-onnx"  # the control arm
+        except grpc.RpcError as exc:
+            refused.append(exc)
+
+    assert refused and {exc.code() for exc in refused} == {grpc.StatusCode.UNAVAILABLE}
+    assert all("'minilm-broken'" in exc.details() and "'minilm-onnx'" in exc.details() for exc in refused)
+    _assert_rolled_back_for_errors(ab_sidecar, registry)
 
 
 class SlowCandidate:

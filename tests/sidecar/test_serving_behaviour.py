@@ -1,4 +1,4 @@
-"""Serving behaviour: micro-batching, a bounded queue, fallback, metrics, hooks, auth and stale stubs."""
+"""Serving behaviour: micro-batching, a bounded queue, strict or opt-in fallback, metrics, hooks, auth and stale stubs."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from rag_factory.hooks import EmbeddingEvent, hookimpl
-from rag_factory.models.embedding import EmbeddingModelMetadata, ModelRegistry
 from rag_factory_contract.v1 import embedding_pb2, embedding_pb2_grpc
 
 pytestmark = pytest.mark.slow
@@ -71,35 +72,47 @@ def test_a_full_queue_answers_resource_exhausted(
     assert any(isinstance(r, embedding_pb2.EmbedResponse) for r in results)
 
 
-def test_a_model_that_fails_to_load_falls_back_to_the_base_model(
-    private_registry_path: Path, sidecar_factory: Callable[..., object], tmp_path: Path
-) -> None:
-    broken = tmp_path / "broken-onnx"
-    broken.mkdir()
-    (broken / "model.onnx").write_bytes(b"this is not an onnx graph")
-    registry = ModelRegistry(private_registry_path)
-    registry.register_model(
-        EmbeddingModelMetadata(
-            model_id="broken",
-            model_name="broken",
-            version="1.0.0",
-            format="onnx",
-            embedding_dim=384,
-            max_seq_length=256,
-        ),
-        artifact_path=broken,
+def _embed_failure(address: str, request: embedding_pb2.EmbedRequest) -> tuple[grpc.StatusCode, str, str]:
+    """The status code, ErrorInfo reason and message of a failed Embed call."""
+    channel, stub = _stub(address)
+    with channel, pytest.raises(grpc.RpcError) as caught:
+        stub.Embed(request, timeout=30)
+    status = rpc_status.from_call(caught.value)
+    info = error_details_pb2.ErrorInfo()
+    status.details[0].Unpack(info)
+    return caught.value.code(), info.reason, status.message
+
+
+def test_a_model_that_fails_to_load_is_refused_naming_both_models(damaged_sidecar: object) -> None:
+    code, reason, message = _embed_failure(
+        damaged_sidecar.address,  # type: ignore[attr-defined]
+        embedding_pb2.EmbedRequest(texts=["hello"], model="ft@1.1.0"),
     )
-    registry.close()
-    sidecar = sidecar_factory(private_registry_path)
-    channel, stub = _stub(sidecar.address)  # type: ignore[attr-defined]
+
+    assert (code, reason) == (grpc.StatusCode.UNAVAILABLE, "FALLBACK_REFUSED")
+    assert "'ft@1.1.0' (ft-1.1.0, ft@1.1.0) failed" in message
+    assert "the default model 'minilm-onnx'" in message and "allow_fallback" in message
+    exposition = damaged_sidecar.services.metrics.exposition().decode()  # type: ignore[attr-defined]
+    assert 'rag_factory_embed_requests_total{model_id="ft-1.1.0",status="error",variant="",version="1.1.0"} 1.0' in (
+        exposition
+    )
+    # Nothing was served, by the default model or any other.
+    assert 'status="ok"' not in exposition and "rag_factory_fallbacks_total{" not in exposition
+
+
+def test_a_model_that_fails_to_load_falls_back_to_the_base_model_when_the_request_allows_it(
+    damaged_sidecar: object,
+) -> None:
+    channel, stub = _stub(damaged_sidecar.address)  # type: ignore[attr-defined]
     with channel:
-        response = stub.Embed(embedding_pb2.EmbedRequest(texts=["hello"], model="broken"), timeout=30)
+        request = embedding_pb2.EmbedRequest(texts=["hello"], model="ft@1.1.0", allow_fallback=True)
+        response = stub.Embed(request, timeout=30)
     served = response.served_by
-    assert served.fallback and served.model_id == "minilm-onnx" and served.requested_model == "broken"
+    assert served.fallback and served.model_id == "minilm-onnx" and served.requested_model == "ft@1.1.0"
     assert "ModelLoadError" in served.fallback_reason
-    exposition = sidecar.services.metrics.exposition().decode()  # type: ignore[attr-defined]
+    exposition = damaged_sidecar.services.metrics.exposition().decode()  # type: ignore[attr-defined]
     assert (
-        'rag_factory_fallbacks_total{reason="ModelLoadError",requested_model="broken",served_model_id="minilm-onnx"} 1.0'
+        'rag_factory_fallbacks_total{reason="ModelLoadError",requested_model="ft@1.1.0",served_model_id="minilm-onnx"} 1.0'
         in exposition
     )
 
