@@ -15,6 +15,10 @@ from rag_factory_contract.v1 import ab_pb2, ab_pb2_grpc, common_pb2, embedding_p
 
 pytestmark = pytest.mark.slow
 
+# The candidate is a second fp32 registration of the control's graph, as fast as the control on any CPU.
+# (The int8 registration is not: on CPUs without VNNI its int8 kernels are slower than fp32, and the
+# latency guardrail rightly rolls it back. test_a_slow_candidate_... exercises that guardrail.)
+CANDIDATE = "minilm-onnx-next"
 FAST_PLAN = ab_pb2.RampPlan(steps=[0.5, 1.0], min_samples_per_step=5, min_step_duration_s=0.0, max_error_rate=0.05)
 
 
@@ -38,7 +42,7 @@ class Stubs:
 
 def _start(
     stubs: Stubs,
-    candidate: str = "minilm-onnx-int8",
+    candidate: str = CANDIDATE,
     plan: ab_pb2.RampPlan = FAST_PLAN,
     minimum_samples: int = 5,
     **extra: object,
@@ -62,7 +66,21 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 @pytest.fixture
-def ab_sidecar(private_registry_path: Path, sidecar_factory: Callable[..., object]) -> Stubs:
+def ab_sidecar(private_registry_path: Path, sidecar_factory: Callable[..., object], onnx_export_dir: Path) -> Stubs:
+    registry = ModelRegistry(private_registry_path)
+    registry.register_model(
+        EmbeddingModelMetadata(
+            model_id=CANDIDATE,
+            model_name="minilm",
+            version="1.2.0",
+            format="onnx",
+            embedding_dim=384,
+            max_seq_length=256,
+            base_model="minilm-onnx",
+        ),
+        artifact_path=onnx_export_dir,
+    )
+    registry.close()
     # The ticker runs every 0.2 s here, so ramps and rollbacks happen during the test.
     sidecar = sidecar_factory(
         private_registry_path,
@@ -81,14 +99,14 @@ def test_requests_for_the_alias_are_split_by_routing_key_and_stamped(ab_sidecar:
     experiment = _start(ab_sidecar, plan=ab_pb2.RampPlan(steps=[0.5, 1.0], min_samples_per_step=10_000))
     assert (experiment.model_a_id, experiment.model_b_id, experiment.traffic_split) == (
         "minilm-onnx",
-        "minilm-onnx-int8",
+        CANDIDATE,
         0.5,
     )
     served = {key: ab_sidecar.call(key).served_by for key in (f"user-{i}" for i in range(40))}
     variants = {s.variant for s in served.values()}
     assert variants == {common_pb2.VARIANT_CONTROL, common_pb2.VARIANT_CANDIDATE}
     for s in served.values():
-        expected = "minilm-onnx-int8" if s.variant == common_pb2.VARIANT_CANDIDATE else "minilm-onnx"
+        expected = CANDIDATE if s.variant == common_pb2.VARIANT_CANDIDATE else "minilm-onnx"
         assert s.model_id == expected and s.experiment == "int8-canary"
     again = {key: ab_sidecar.call(key).served_by.variant for key in served}
     assert again == {key: s.variant for key, s in served.items()}  # sticky per key
@@ -192,7 +210,7 @@ def test_a_healthy_candidate_ramps_step_by_step_and_is_promoted(ab_sidecar: Stub
         assert key < 2000, "the rollout never completed"
     ended = ab_sidecar.ab.GetExperiment(ab_pb2.GetExperimentRequest(name="int8-canary"), timeout=10).experiment
     assert ended.status == ab_pb2.EXPERIMENT_STATUS_PROMOTED, ended.reason
-    assert ab_sidecar.call("anyone").served_by.model_id == "minilm-onnx-int8"  # the alias moved
+    assert ab_sidecar.call("anyone").served_by.model_id == CANDIDATE  # the alias moved
     ab_sidecar.ab.RollbackExperiment(ab_pb2.RollbackExperimentRequest(name="int8-canary"), timeout=10)
     assert ModelRegistry(private_registry_path).get_alias("minilm", "production").model_id == "minilm-onnx"
 
@@ -304,7 +322,7 @@ def test_a_slow_candidate_is_rolled_back_by_the_latency_guardrail(
     try:
         assert services.ready.wait(60)
         stubs = Stubs(f"127.0.0.1:{port}")
-        _start(stubs, plan=ab_pb2.RampPlan(steps=[0.5, 1.0], min_samples_per_step=10_000))
+        _start(stubs, candidate="minilm-onnx-int8", plan=ab_pb2.RampPlan(steps=[0.5, 1.0], min_samples_per_step=10_000))
         for i in range(60):
             stubs.call(f"user-{i}")
         _wait_for(lambda: any(e.action == "rolled_back" for e in plugin.rollouts))
