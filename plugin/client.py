@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar
 
 import grpc
 import grpc.aio
+from google.protobuf.message import Message
 
 from plugin.errors import error_from_rpc
 from plugin.results import EmbedResult, concat_results, result_from_response
@@ -33,21 +34,23 @@ _CHANNEL_OPTIONS = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R", bound=Message)
 
 
-def _method_path(file: Any, service: str, method: str) -> str:
+def method_path(file: Any, service: str, method: str) -> str:
+    """``/package.Service/Method`` of an RPC of the contract."""
     # Looked up in the generated descriptors, so a renamed RPC fails at import rather than as UNIMPLEMENTED.
     descriptor = file.services_by_name[service].methods_by_name[method]
     return f"/{descriptor.containing_service.full_name}/{descriptor.name}"
 
 
-_EMBED = _method_path(embedding_pb2.DESCRIPTOR, "EmbeddingService", "Embed")
-_GET_SERVER_INFO = _method_path(model_pb2.DESCRIPTOR, "ModelService", "GetServerInfo")
-_GET_MODEL_INFO = _method_path(model_pb2.DESCRIPTOR, "ModelService", "GetModelInfo")
-_GET_MODEL_READINESS = _method_path(model_pb2.DESCRIPTOR, "ModelService", "GetModelReadiness")
+_EMBED = method_path(embedding_pb2.DESCRIPTOR, "EmbeddingService", "Embed")
+_GET_SERVER_INFO = method_path(model_pb2.DESCRIPTOR, "ModelService", "GetServerInfo")
+_GET_MODEL_INFO = method_path(model_pb2.DESCRIPTOR, "ModelService", "GetModelInfo")
+_GET_MODEL_READINESS = method_path(model_pb2.DESCRIPTOR, "ModelService", "GetModelReadiness")
 
 
-def _unary(channel: Any, path: str, request_type: Any, response_type: Any) -> Any:
+def unary(channel: Any, path: str, request_type: Any, response_type: Any) -> Any:
     # Built from the typed message classes rather than the generated *_pb2_grpc stubs, which carry no type
     # annotations; works for sync and grpc.aio channels alike.
     return channel.unary_unary(
@@ -245,7 +248,7 @@ class RagFactoryClient:
             encoding=encoding or self.encoding,
             allow_fallback=allow_fallback,
         )
-        rpc = _unary(self._sync_channel(), _EMBED, embedding_pb2.EmbedRequest, embedding_pb2.EmbedResponse)
+        rpc = unary(self._sync_channel(), _EMBED, embedding_pb2.EmbedRequest, embedding_pb2.EmbedResponse)
         started = time.perf_counter()
         response: embedding_pb2.EmbedResponse = self._call(
             lambda: rpc(request, timeout=self._timeout(timeout), metadata=self._metadata)
@@ -274,7 +277,7 @@ class RagFactoryClient:
             encoding=encoding or self.encoding,
             allow_fallback=allow_fallback,
         )
-        rpc = _unary(self._aio_channel(), _EMBED, embedding_pb2.EmbedRequest, embedding_pb2.EmbedResponse)
+        rpc = unary(self._aio_channel(), _EMBED, embedding_pb2.EmbedRequest, embedding_pb2.EmbedResponse)
         started = time.perf_counter()
         response: embedding_pb2.EmbedResponse = await self._acall(
             lambda: rpc(request, timeout=self._timeout(timeout), metadata=self._metadata)
@@ -351,7 +354,7 @@ class RagFactoryClient:
 
     def server_info(self, *, timeout: float | None = None) -> model_pb2.GetServerInfoResponse:
         """The server's version, default model and request limits."""
-        rpc = _unary(
+        rpc = unary(
             self._sync_channel(), _GET_SERVER_INFO, model_pb2.GetServerInfoRequest, model_pb2.GetServerInfoResponse
         )
         request = model_pb2.GetServerInfoRequest()
@@ -366,7 +369,7 @@ class RagFactoryClient:
         Raises:
             ModelNotFoundError: The reference is not registered.
         """
-        rpc = _unary(
+        rpc = unary(
             self._sync_channel(), _GET_MODEL_INFO, model_pb2.GetModelInfoRequest, model_pb2.GetModelInfoResponse
         )
         request = model_pb2.GetModelInfoRequest(model=model)
@@ -379,7 +382,7 @@ class RagFactoryClient:
         self, model: str = "", *, load: bool = False, timeout: float | None = None
     ) -> model_pb2.GetModelReadinessResponse:
         """Whether a model is loaded; with ``load=True`` the server loads it first (give it time)."""
-        rpc = _unary(
+        rpc = unary(
             self._sync_channel(),
             _GET_MODEL_READINESS,
             model_pb2.GetModelReadinessRequest,
@@ -389,6 +392,12 @@ class RagFactoryClient:
         response: model_pb2.GetModelReadinessResponse = self._call(
             lambda: rpc(request, timeout=self._timeout(timeout), metadata=self._metadata)
         )
+        return response
+
+    def invoke(self, path: str, request: Message, response_type: type[R], *, timeout: float | None = None) -> R:
+        """Call any unary RPC of the contract (see :func:`method_path`), errors mapped like every other call."""
+        rpc = unary(self._sync_channel(), path, type(request), response_type)
+        response: R = self._call(lambda: rpc(request, timeout=self._timeout(timeout), metadata=self._metadata))
         return response
 
     # -- lifetime ---------------------------------------------------------------------------------

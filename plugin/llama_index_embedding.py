@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,19 +11,34 @@ from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.schema import BaseNode
 from pydantic import Field, PrivateAttr
 
+from plugin import index_stamping
 from plugin.client import MAX_BATCH_TEXTS, Encoding, RagFactoryClient
+from plugin.pinning import ModelPin, explain_unusable_pin, is_exact_reference
 from plugin.results import EmbedResult, ServedBy
-from plugin.versioning import aembed_nodes, embed_nodes
+from plugin.versioning import aembed_nodes, assert_single_vector_space, embed_nodes, stamped_pin
+from rag_factory.errors import FailedPreconditionError, RagFactoryError
 from rag_factory.hooks.events import EmbeddingEvent
 from rag_factory.hooks.manager import build_plugin_manager, notify_safely
+
+# VectorStoreIndex embeds nodes through helpers that never show the model the nodes; see the module.
+index_stamping.install()
 
 
 class RagFactoryEmbedding(BaseEmbedding):
     """Embeddings from a model served by the sidecar, stamped with the model id and version that served them.
 
     Nothing connects at import or construction; the gRPC channels open on the first embedding call.
-    Used as a transformation (for example the last step of an ``IngestionPipeline``), it also stamps
-    each node's metadata with the model id and version, see :mod:`plugin.versioning`.
+
+    **Pinned to one version.** On first use the ``model`` reference (an alias such as ``minilm@production``,
+    a bare name, or "" for the default model) is resolved to one exact version, and every later call, for
+    documents and for queries, asks for that exact version (``name@1.2.0``), which no alias move and no A/B
+    experiment redirects. An index built with this object is therefore always queried in its own vector
+    space. Moving to a new version is explicit: :meth:`repinned` gives an embedding pinned to what the
+    reference names now; re-embed the index with it (:func:`plugin.build_pinned_index`), then switch.
+
+    Whatever LlamaIndex path embeds nodes with it (``VectorStoreIndex.from_documents``,
+    ``VectorStoreIndex(nodes)``, ``insert``, an ``IngestionPipeline`` step, and their async twins), each
+    node's metadata is stamped with the model id and version, see :mod:`plugin.versioning`.
 
     Example:
         >>> embed_model = RagFactoryEmbedding(address="127.0.0.1:50051", model="minilm@production")
@@ -33,6 +49,13 @@ class RagFactoryEmbedding(BaseEmbedding):
     model: str = Field(default="", description="Model reference; empty means the sidecar's default model.")
     routing_key: str = Field(default="", description="Stable key pinning an A/B arm; empty means random routing.")
     domain: str = Field(default="", description="Domain of the texts, passed to the sidecar's preprocessing hooks.")
+    pin_version: bool = Field(
+        default=True,
+        description=(
+            "Resolve `model` to one exact version on first use and ask for that version ever after. False "
+            "follows the reference on every call (alias moves, A/B routing): search `last_served_by.model_id`."
+        ),
+    )
     allow_fallback: bool = Field(
         default=False,
         description=(
@@ -53,6 +76,8 @@ class RagFactoryEmbedding(BaseEmbedding):
     _client: RagFactoryClient | None = PrivateAttr(default=None)
     _plugin_manager: pluggy.PluginManager | None = PrivateAttr(default=None)
     _last_served_by: ServedBy | None = PrivateAttr(default=None)
+    _pin: ModelPin | None = PrivateAttr(default=None)
+    _pin_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     @classmethod
     def class_name(cls) -> str:
@@ -78,8 +103,52 @@ class RagFactoryEmbedding(BaseEmbedding):
         """Model id, version and A/B variant of the latest call (None before the first)."""
         return self._last_served_by
 
+    @classmethod
+    def for_nodes(cls, nodes: Sequence[BaseNode], **fields: Any) -> RagFactoryEmbedding:
+        """An embedding pinned to the version the nodes' stamps name: to query an index reopened from storage.
+
+        Args:
+            nodes: Nodes of the index (all stamped by one model).
+            **fields: The other fields (``address`` at least); ``model`` is taken from the stamps.
+
+        Raises:
+            FailedPreconditionError: The nodes mix models, or carry no stamp.
+        """
+        assert_single_vector_space(nodes)
+        pin = stamped_pin(nodes[0]) if nodes else None
+        if pin is None:
+            raise FailedPreconditionError("the nodes carry no rag-factory stamp, so nothing says which model made them")
+        embedding = cls(**{**fields, "model": pin.reference})
+        embedding._pin = pin
+        return embedding
+
+    def pinned_model(self) -> ModelPin:
+        """The exact version this embedding asks for, resolved from ``model`` on first use.
+
+        Raises:
+            FailedPreconditionError: ``pin_version`` is False, so no version is pinned.
+            RagFactoryError: The sidecar cannot resolve ``model`` (unknown, deprecated, unreachable).
+        """
+        if not self.pin_version:
+            raise FailedPreconditionError("pin_version is False: this embedding follows its model reference")
+        with self._pin_lock:
+            if self._pin is None:
+                self._pin = ModelPin.from_info(self.client.model_info(self.model))
+            return self._pin
+
+    def repinned(self) -> RagFactoryEmbedding:
+        """A copy pinned to the version ``model`` names now, to re-embed an index after an alias moved."""
+        fresh = self.model_copy()
+        fresh._pin = None
+        fresh._pin_lock = threading.Lock()
+        fresh._last_served_by = None
+        fresh.pinned_model()
+        return fresh
+
     def current_model_id(self) -> str:
-        """Id of the model version the sidecar resolves ``model`` to right now."""
+        """Id of the model version this embedding's vectors come from: the pinned one, or the reference's now."""
+        if self.pin_version:
+            return self.pinned_model().model_id
         return self.client.model_info(self.model).model_id
 
     def embed_texts(self, texts: Sequence[str]) -> EmbedResult:
@@ -88,17 +157,35 @@ class RagFactoryEmbedding(BaseEmbedding):
         Raises:
             RagFactoryError: The mapped error of the sidecar, see :meth:`RagFactoryClient.embed`.
         """
-        result = self.client.embed_batched(texts, batch_size=self.embed_batch_size, **self._request_options())
+        options = self._request_options()
+        try:
+            result = self.client.embed_batched(texts, batch_size=self.embed_batch_size, **options)
+        except RagFactoryError as exc:
+            raise self._explained(exc) from exc
         return self._observed(result)
 
     async def aembed_texts(self, texts: Sequence[str]) -> EmbedResult:
         """Async twin of :meth:`embed_texts`."""
-        result = await self.client.aembed_batched(texts, batch_size=self.embed_batch_size, **self._request_options())
+        options = self._request_options()
+        try:
+            result = await self.client.aembed_batched(texts, batch_size=self.embed_batch_size, **options)
+        except RagFactoryError as exc:
+            raise self._explained(exc) from exc
         return self._observed(result)
 
+    def _explained(self, error: RagFactoryError) -> RagFactoryError:
+        if self.pin_version and self._pin is not None:
+            return explain_unusable_pin(self._pin, error)
+        return error
+
     def _request_options(self) -> dict[str, Any]:
+        model = self.model
+        if self.pin_version and not is_exact_reference(model):
+            model = self.pinned_model().reference
+        elif self.pin_version:
+            self.pinned_model()  # an exact version already: resolve once so errors can name the model id
         return {
-            "model": self.model,
+            "model": model,
             "routing_key": self.routing_key,
             "domain": self.domain,
             "allow_fallback": self.allow_fallback,

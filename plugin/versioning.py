@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from llama_index.core.schema import BaseNode, MetadataMode
 
+from plugin.pinning import ModelPin
 from plugin.results import EmbedResult, ServedBy
 from rag_factory.errors import FailedPreconditionError, RagFactoryError
 
@@ -23,13 +24,22 @@ if TYPE_CHECKING:
 
 MODEL_ID_KEY = "rag_factory_model_id"
 MODEL_VERSION_KEY = "rag_factory_model_version"
-STAMP_KEYS = (MODEL_ID_KEY, MODEL_VERSION_KEY)
+MODEL_NAME_KEY = "rag_factory_model_name"
+STAMP_KEYS = (MODEL_ID_KEY, MODEL_VERSION_KEY, MODEL_NAME_KEY)
 
 
 def stamped_model_id(node: BaseNode) -> str | None:
     """The model id a node was embedded with, or None when it carries no stamp."""
     value = node.metadata.get(MODEL_ID_KEY)
     return str(value) if value else None
+
+
+def stamped_pin(node: BaseNode) -> ModelPin | None:
+    """The exact version a node was embedded with, or None when its stamp is missing or names no version."""
+    model_id, name, version = (node.metadata.get(key) for key in (MODEL_ID_KEY, MODEL_NAME_KEY, MODEL_VERSION_KEY))
+    if not (model_id and name and version):
+        return None
+    return ModelPin(model_id=str(model_id), model_name=str(name), version=str(version))
 
 
 def _hide_stamp_keys(node: BaseNode) -> None:
@@ -42,6 +52,7 @@ def stamp_node(node: BaseNode, served_by: ServedBy) -> None:
     _hide_stamp_keys(node)
     node.metadata[MODEL_ID_KEY] = served_by.model_id
     node.metadata[MODEL_VERSION_KEY] = served_by.version
+    node.metadata[MODEL_NAME_KEY] = served_by.model_name
 
 
 def _embed_texts_of(nodes: Sequence[BaseNode]) -> list[str]:
