@@ -10,9 +10,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from collections.abc import Iterator  # noqa: E402
+from collections.abc import Iterator, Mapping  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import grpc  # noqa: E402
 import pytest  # noqa: E402
@@ -78,17 +79,44 @@ class RunningSidecar:
     services: SidecarServices
 
 
-def _metadata(model_id: str, version: str, **extra: object) -> EmbeddingModelMetadata:
-    return EmbeddingModelMetadata(
+def register_minilm_onnx(
+    registry: ModelRegistry | Path,
+    model_id: str,
+    version: str,
+    artifact: Path,
+    *,
+    model_name: str = "minilm",
+    load_config: Mapping[str, Any] | None = None,
+    **metadata_extra: Any,
+) -> None:
+    """Register an ONNX export of the bundled MiniLM (384 dimensions, 256 tokens) as ``model_name@version``.
+
+    Args:
+        registry: An open registry (left open), or the path of one (opened and closed here).
+        model_id: The id of the new registration.
+        version: Its semantic version within ``model_name``.
+        artifact: The ONNX export to store with it (usually ``onnx_export_dir``; a test may pass a damaged one).
+        model_name: The family the version belongs to.
+        load_config: Loading options (pooling_strategy, quantization, batch_size, ...).
+        **metadata_extra: Further ``EmbeddingModelMetadata`` fields: description, base_model, domain, ...
+    """
+    metadata = EmbeddingModelMetadata(
         model_id=model_id,
-        model_name="minilm",
+        model_name=model_name,
         version=version,
         format="onnx",
         embedding_dim=384,
         max_seq_length=256,
-        domain="scientific",
-        **extra,
+        **metadata_extra,
     )
+    if isinstance(registry, ModelRegistry):
+        registry.register_model(metadata, artifact_path=artifact, load_config=load_config)
+        return
+    opened = ModelRegistry(registry)
+    try:
+        opened.register_model(metadata, artifact_path=artifact, load_config=load_config)
+    finally:
+        opened.close()
 
 
 @pytest.fixture(scope="session")
@@ -96,13 +124,20 @@ def sidecar_registry_path(onnx_export_dir: Path, tmp_path_factory: pytest.TempPa
     """A registry with: minilm-onnx (1.0.0, default, production), minilm-onnx-int8 (1.1.0), minilm-old (0.9.0, deprecated)."""
     path = tmp_path_factory.mktemp("sidecar-registry")
     registry = ModelRegistry(path)
-    registry.register_model(_metadata("minilm-onnx", "1.0.0", description="fp32 ONNX"), artifact_path=onnx_export_dir)
-    registry.register_model(
-        _metadata("minilm-onnx-int8", "1.1.0", base_model="minilm-onnx", description="int8 ONNX"),
-        artifact_path=onnx_export_dir,
-        load_config={"quantization": "int8"},
+    register_minilm_onnx(
+        registry, "minilm-onnx", "1.0.0", onnx_export_dir, domain="scientific", description="fp32 ONNX"
     )
-    registry.register_model(_metadata("minilm-old", "0.9.0"), artifact_path=onnx_export_dir)
+    register_minilm_onnx(
+        registry,
+        "minilm-onnx-int8",
+        "1.1.0",
+        onnx_export_dir,
+        load_config={"quantization": "int8"},
+        domain="scientific",
+        base_model="minilm-onnx",
+        description="int8 ONNX",
+    )
+    register_minilm_onnx(registry, "minilm-old", "0.9.0", onnx_export_dir, domain="scientific")
     registry.deprecate("minilm-old", reason="superseded by 1.0.0")
     registry.set_alias("minilm", "production", "minilm-onnx")
     registry.close()
@@ -187,13 +222,6 @@ def damaged_sidecar(private_registry_path: Path, sidecar_factory: object, tmp_pa
     damaged = tmp_path / "ft-1.1.0"
     damaged.mkdir()
     (damaged / "model.onnx").write_bytes(b"this is not an onnx graph")
-    registry = ModelRegistry(private_registry_path)
-    registry.register_model(
-        EmbeddingModelMetadata(
-            model_id="ft-1.1.0", model_name="ft", version="1.1.0", format="onnx", embedding_dim=384, max_seq_length=256
-        ),
-        artifact_path=damaged,
-    )
-    registry.close()
+    register_minilm_onnx(private_registry_path, "ft-1.1.0", "1.1.0", damaged, model_name="ft")
     sidecar: RunningSidecar = sidecar_factory(private_registry_path)  # type: ignore[operator]
     return sidecar

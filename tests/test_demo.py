@@ -31,12 +31,22 @@ def test_demo_registers_three_models_and_reports_their_agreement(
     assert aliases["production"] in ("minilm-1.1.0", "minilm-st-1.0.0")
     assert f"minilm@production now -> {aliases['production']}" in out
     assert "A = minilm-st-1.0.0 (sentence_transformers / fp32), B = minilm-1.1.0 (sentence_transformers / fp32)" in out
-    # Neither later stage embeds the corpus again: the fine-tuning run stored both models' vectors
-    # where evaluation looks, and the A/B stage and the report read them back.
-    assert "corpus vectors: base hit, fine_tuned hit (stored by stage 4's run)" in out
+    # The report does not embed the corpus again: the fine-tuning run stored both models' vectors where
+    # evaluation looks.
     assert "(corpus vectors: A hit, B hit)" in out
+    # Stage 6: the candidate's shadow index was built before traffic reached it, and each arm's queries
+    # were searched in that arm's own index through a LlamaIndex query engine.
+    assert "shadow index of minilm-1.1.0: 300/300 nodes" in out
+    assert "shadow index ready in" in out and "pinned to minilm@1.1.0 (minilm-1.1.0)" in out
+    assert "control  : click-through@5" in out and "candidate: click-through@5" in out
     assert "report: " in out and (tmp_path / "demo" / "report" / "report.html").is_file()
     assert registry.get_record("minilm-onnx-int8-1.0.0").metrics["docs_per_second_cpu"] > 0
     # Stage 4: the real sidecar served a LlamaIndex index built through the plugin.
-    assert "every node stamped with model minilm-st-1.0.0" in out
+    assert "every node stamped with model minilm-st-1.0.0; index pinned to minilm@1.0.0 (minilm-st-1.0.0)" in out
     assert out.count("served by minilm-st-1.0.0 v1.0.0") == 4
+    # Stage 8: the alias moved under the index; its queries kept the old version until it was re-embedded.
+    assert "minilm@staging now -> minilm-1.1.0" in out
+    assert out.count("old index, query embedded by minilm-st-1.0.0 v1.0.0") == 3
+    assert "300 of 300 nodes are stale for minilm@1.1.0 (minilm-1.1.0)" in out
+    assert "re-embedding: 300/300 nodes" in out
+    assert out.count("new index, query embedded by minilm-1.1.0 v1.1.0") == 3

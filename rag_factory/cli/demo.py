@@ -32,7 +32,14 @@ def run_demo(args: argparse.Namespace) -> int:
     """Run every stage of the demo and print what each shows."""
     from transformers.utils import logging as transformers_logging
 
-    from rag_factory.demo import ab_stage, finetune_stage, registry_stage, report_stage, sidecar_stage
+    from rag_factory.demo import (
+        ab_stage,
+        finetune_stage,
+        registry_stage,
+        reindex_stage,
+        report_stage,
+        sidecar_stage,
+    )
 
     # A weight-loading bar per model load would bury the demo's own output.
     transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
@@ -51,7 +58,8 @@ def run_demo(args: argparse.Namespace) -> int:
     with sidecar_stage.running_sidecar(ctx):
         sidecar_stage.llama_index_through_the_sidecar(ctx)
         ab_stage.ab_test_and_rollout(ctx)
-    report_stage.write_report(ctx)
+        report_stage.write_report(ctx)
+        reindex_stage.move_alias_and_reembed(ctx)
 
     section("Done")
     print(f"registry: {database_path(ctx.registry.path)} ({len(ctx.registry.list_models())} models)")

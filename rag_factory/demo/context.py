@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rag_factory.data.beir import BeirDataset
 from rag_factory.models.embedding import CustomModelLoader, ModelRegistry
@@ -22,6 +23,10 @@ class DemoContext:
     dataset: BeirDataset
     sidecar_address: str = ""
     models: dict[str, str] = field(default_factory=dict)  # role ("base", "onnx", "fine_tuned") -> model id
+    # The LlamaIndex nodes and pinned index of stage 5, reused by the A/B and re-embedding stages. Typed
+    # loosely so that importing the context needs neither LlamaIndex nor the plugin.
+    nodes: list[Any] = field(default_factory=list)
+    index: Any = None
 
     @property
     def embedding_cache(self) -> Path:

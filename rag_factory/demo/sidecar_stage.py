@@ -64,26 +64,30 @@ def running_sidecar(ctx: DemoContext, default_model: str = "minilm") -> Iterator
 def llama_index_through_the_sidecar(ctx: DemoContext) -> None:
     """Index SciFact documents with RagFactoryEmbedding and show which model answered each query."""
     from llama_index.core import VectorStoreIndex
-    from llama_index.core.ingestion import IngestionPipeline
     from llama_index.core.schema import TextNode
 
     from plugin import MODEL_ID_KEY, MODEL_VERSION_KEY, RagFactoryEmbedding, assert_single_vector_space
 
-    section("5. LlamaIndex through the sidecar (plugin: RagFactoryEmbedding)")
+    section("5. LlamaIndex through the sidecar (plugin: RagFactoryEmbedding, pinned to one version)")
     dataset = ctx.dataset
     test = dataset.split("test")
     relevant = {d for docs in test.values() for d in docs}
     doc_ids = sorted(relevant) + [d for d in dataset.corpus if d not in relevant][: 300 - len(relevant)]
-    documents = [TextNode(id_=d, text=dataset.corpus[d].as_text()) for d in doc_ids]
-    # Strict by default: should "minilm" fail, the call raises FallbackRefusedError rather than index
-    # the default model's vectors (another vector space); allow_fallback=True would accept them.
-    embed_model = RagFactoryEmbedding(address=ctx.sidecar_address, model="minilm", embed_batch_size=64)
+    ctx.nodes = [TextNode(id_=d, text=dataset.corpus[d].as_text()) for d in doc_ids]
+    # The application follows the "staging" alias; stage 8 moves it under this index.
+    ctx.registry.set_alias("minilm", "staging", ctx.models["base"])
+    # Pinned: "minilm@staging" is resolved once to an exact version, which embeds the documents and every
+    # later query of this index, whatever the alias does. Strict: should that version fail, the call
+    # raises FallbackRefusedError rather than return the default model's vectors (another vector space).
+    embed_model = RagFactoryEmbedding(
+        address=ctx.sidecar_address, model="minilm@staging", embed_batch_size=64, timeout_s=120
+    )
     started = time.perf_counter()
-    nodes = IngestionPipeline(transformations=[embed_model]).run(nodes=documents)
-    print(f"embedded {len(nodes)} nodes through the sidecar in {time.perf_counter() - started:.1f} s; "
-          f"every node stamped with model {assert_single_vector_space(nodes)}")  # fmt: skip
-    index = VectorStoreIndex(nodes, embed_model=embed_model)
-    retriever = index.as_retriever(similarity_top_k=5)
+    ctx.index = VectorStoreIndex(ctx.nodes, embed_model=embed_model)
+    print(f"embedded {len(ctx.nodes)} nodes through the sidecar in {time.perf_counter() - started:.1f} s; "
+          f"every node stamped with model {assert_single_vector_space(ctx.nodes)}; "
+          f"index pinned to {embed_model.pinned_model()}")  # fmt: skip
+    retriever = ctx.index.as_retriever(similarity_top_k=5)
     for qid in list(test)[:4]:
         hits = retriever.retrieve(dataset.queries[qid])
         served = embed_model.last_served_by

@@ -12,8 +12,8 @@ import pytest
 from llama_index.core.schema import TextNode
 
 from rag_factory.data.beir import BeirDataset
-from rag_factory.models.embedding import EmbeddingModelMetadata, ModelRegistry
 from rag_factory_contract.v1 import registry_pb2, registry_pb2_grpc
+from tests.conftest import register_minilm_onnx
 
 CANDIDATE_ID = "minilm-onnx-cls"
 
@@ -36,24 +36,22 @@ class TwoSpaces:
             request = registry_pb2.DeprecateModelRequest(model_id=model_id, reason="superseded")
             registry_pb2_grpc.RegistryServiceStub(channel).DeprecateModel(request, timeout=30)
 
+    def delete(self, model_id: str) -> None:
+        with grpc.insecure_channel(self.address) as channel:
+            request = registry_pb2.DeleteModelRequest(model_id=model_id)
+            assert registry_pb2_grpc.RegistryServiceStub(channel).DeleteModel(request, timeout=30).deleted
+
 
 def register_cls_candidate(registry_path: Path, onnx_export_dir: Path) -> None:
     """Register minilm 2.0.0: the same weights with CLS pooling, so a genuinely different vector space."""
-    registry = ModelRegistry(registry_path)
-    registry.register_model(
-        EmbeddingModelMetadata(
-            model_id=CANDIDATE_ID,
-            model_name="minilm",
-            version="2.0.0",
-            format="onnx",
-            embedding_dim=384,
-            max_seq_length=256,
-            description="CLS pooling: another vector space than 1.0.0",
-        ),
-        artifact_path=onnx_export_dir,
+    register_minilm_onnx(
+        registry_path,
+        CANDIDATE_ID,
+        "2.0.0",
+        onnx_export_dir,
         load_config={"pooling_strategy": "cls"},
+        description="CLS pooling: another vector space than 1.0.0",
     )
-    registry.close()
 
 
 @pytest.fixture

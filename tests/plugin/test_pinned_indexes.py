@@ -30,7 +30,13 @@ from plugin import (
     stamped_pin,
 )
 from rag_factory.data.beir import BeirDataset
-from rag_factory.errors import FailedPreconditionError, InvalidArgumentError, ModelDeprecatedError
+from rag_factory.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    ModelDeprecatedError,
+    ModelNotFoundError,
+    RagFactoryError,
+)
 from tests.plugin.conftest import CANDIDATE_ID, TwoSpaces, corpus_nodes
 
 pytestmark = pytest.mark.slow
@@ -208,17 +214,22 @@ def test_an_index_reopened_from_its_nodes_is_queried_with_the_stamped_version(
     assert reopened.last_served_by.model_id == "minilm-onnx"
 
 
-def test_querying_an_index_whose_model_was_deprecated_says_to_re_embed(
-    two_spaces: TwoSpaces, scifact_mini: BeirDataset
+@pytest.mark.parametrize(
+    ("retire", "error", "state"),
+    [("deprecate", ModelDeprecatedError, "was deprecated"), ("delete", ModelNotFoundError, "is no longer registered")],
+)
+def test_querying_an_index_whose_model_was_retired_says_to_re_embed(
+    retire: str, error: type[RagFactoryError], state: str, two_spaces: TwoSpaces, scifact_mini: BeirDataset
 ) -> None:
     embed_model = RagFactoryEmbedding(address=two_spaces.address, model="minilm@2.0.0", timeout_s=60)
     index = VectorStoreIndex(corpus_nodes(scifact_mini, 5), embed_model=embed_model)
 
-    two_spaces.deprecate(CANDIDATE_ID)
+    getattr(two_spaces, retire)(CANDIDATE_ID)
 
-    with pytest.raises(ModelDeprecatedError) as caught:
+    with pytest.raises(error) as caught:
         index.as_retriever().retrieve(QUERY)
-    assert "minilm@2.0.0" in caught.value.message and "Re-embed the index" in caught.value.message
+    assert f"built with minilm@2.0.0 ({CANDIDATE_ID}), which {state}" in caught.value.message
+    assert "Re-embed the index" in caught.value.message
     assert caught.value.metadata["model_id"] == CANDIDATE_ID
 
 

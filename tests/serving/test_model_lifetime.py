@@ -19,10 +19,11 @@ import numpy as np
 import pytest
 
 from rag_factory.arrays import VectorArray
-from rag_factory.models.embedding import CustomModelLoader, EmbeddingModelMetadata, ModelRegistry
+from rag_factory.models.embedding import CustomModelLoader, ModelRegistry
 from rag_factory.models.embedding.backends.base import BackendInfo, EmbeddingModel
 from rag_factory.serving.batcher import BatchOutput, MicroBatcher
 from rag_factory.serving.engine import EmbedCall, EmbeddingEngine
+from tests.conftest import register_minilm_onnx
 
 MODELS = ("minilm-a", "minilm-b", "minilm-c")
 TEXTS = ["Aspirin lowers heart attack risk.", "BRCA1 mutations"]
@@ -33,17 +34,8 @@ def registry(onnx_export_dir: Path, tmp_path: Path) -> Iterator[ModelRegistry]:
     """Three registrations of the same ONNX export; distinct loading options make them three cache entries."""
     registry = ModelRegistry(tmp_path / "registry")
     for number, model_id in enumerate(MODELS, start=1):
-        registry.register_model(
-            EmbeddingModelMetadata(
-                model_id=model_id,
-                model_name=model_id,
-                version="1.0.0",
-                format="onnx",
-                embedding_dim=384,
-                max_seq_length=256,
-            ),
-            artifact_path=onnx_export_dir,
-            load_config={"batch_size": 8 * number},
+        register_minilm_onnx(
+            registry, model_id, "1.0.0", onnx_export_dir, model_name=model_id, load_config={"batch_size": 8 * number}
         )
     yield registry
     registry.close()

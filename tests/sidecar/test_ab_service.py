@@ -10,8 +10,9 @@ import grpc
 import pytest
 
 from rag_factory.hooks import RolloutEvent, hookimpl
-from rag_factory.models.embedding import EmbeddingModelMetadata, ModelRegistry
+from rag_factory.models.embedding import ModelRegistry
 from rag_factory_contract.v1 import ab_pb2, ab_pb2_grpc, common_pb2, embedding_pb2, embedding_pb2_grpc
+from tests.conftest import register_minilm_onnx
 
 pytestmark = pytest.mark.slow
 
@@ -67,20 +68,7 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
 
 @pytest.fixture
 def ab_sidecar(private_registry_path: Path, sidecar_factory: Callable[..., object], onnx_export_dir: Path) -> Stubs:
-    registry = ModelRegistry(private_registry_path)
-    registry.register_model(
-        EmbeddingModelMetadata(
-            model_id=CANDIDATE,
-            model_name="minilm",
-            version="1.2.0",
-            format="onnx",
-            embedding_dim=384,
-            max_seq_length=256,
-            base_model="minilm-onnx",
-        ),
-        artifact_path=onnx_export_dir,
-    )
-    registry.close()
+    register_minilm_onnx(private_registry_path, CANDIDATE, "1.2.0", onnx_export_dir, base_model="minilm-onnx")
     # The ticker runs every 0.2 s here, so ramps and rollbacks happen during the test.
     sidecar = sidecar_factory(
         private_registry_path,
@@ -220,17 +208,7 @@ def _start_a_broken_candidate(ab_sidecar: Stubs, private_registry_path: Path, tm
     broken.mkdir()
     (broken / "model.onnx").write_bytes(b"not a graph")
     registry = ModelRegistry(private_registry_path)
-    registry.register_model(
-        EmbeddingModelMetadata(
-            model_id="minilm-broken",
-            model_name="minilm",
-            version="2.0.0",
-            format="onnx",
-            embedding_dim=384,
-            max_seq_length=256,
-        ),
-        artifact_path=broken,
-    )
+    register_minilm_onnx(registry, "minilm-broken", "2.0.0", broken)
     _start(
         ab_sidecar,
         candidate="minilm-broken",

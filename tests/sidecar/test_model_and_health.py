@@ -11,8 +11,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from rag_factory.models.embedding import CustomModelLoader, EmbeddingModelMetadata, ModelRegistry
+from rag_factory.models.embedding import CustomModelLoader
 from rag_factory_contract.v1 import embedding_pb2, embedding_pb2_grpc, model_pb2, model_pb2_grpc
+from tests.conftest import register_minilm_onnx
 
 pytestmark = pytest.mark.slow
 
@@ -80,21 +81,15 @@ def test_loaded_models_stay_within_the_cache_budget(
     model_cache_dir: Path,
 ) -> None:
     """With room for two models, serving a third evicts the least recently used; the list says so."""
-    registry = ModelRegistry(private_registry_path)
     for model_id, batch_size in (("minilm-b8", 8), ("minilm-b16", 16)):  # distinct options: distinct models
-        registry.register_model(
-            EmbeddingModelMetadata(
-                model_id=model_id,
-                model_name=model_id,
-                version="1.0.0",
-                format="onnx",
-                embedding_dim=384,
-                max_seq_length=256,
-            ),
-            artifact_path=onnx_export_dir,
+        register_minilm_onnx(
+            private_registry_path,
+            model_id,
+            "1.0.0",
+            onnx_export_dir,
+            model_name=model_id,
             load_config={"batch_size": batch_size},
         )
-    registry.close()
     one_model = CustomModelLoader(cache_dir=model_cache_dir).load_model(
         {"model_path": str(onnx_export_dir), "model_format": "onnx"}
     )
