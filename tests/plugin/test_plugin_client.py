@@ -236,12 +236,3 @@ def test_every_core_error_class_survives_the_round_trip(
 
     assert type(mapped) is error_class
     assert (mapped.message, mapped.metadata) == ("it failed", {"model_id": "m1"})
-
-
-def test_the_public_api_is_exactly_all() -> None:
-    import plugin
-
-    public = {name for name in vars(plugin) if not name.startswith("_")} - {"annotations"}
-    submodules = {"client", "errors", "llama_index_embedding", "results", "versioning"}
-
-    assert public - submodules == set(plugin.__all__)
