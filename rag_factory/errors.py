@@ -17,6 +17,7 @@ is a plain string; ``sidecar`` turns it into ``grpc.StatusCode``.
     │   └── AliasNotFoundError
     ├── AlreadyExistsError .............. ALREADY_EXISTS
     │   └── DuplicateVersionError
+    ├── PermissionDeniedError ........... PERMISSION_DENIED
     ├── FailedPreconditionError ......... FAILED_PRECONDITION
     │   ├── ModelDeprecatedError
     │   ├── UntrustedModelFileError
@@ -42,6 +43,7 @@ StatusName = Literal[
     "NOT_FOUND",
     "ALREADY_EXISTS",
     "FAILED_PRECONDITION",
+    "PERMISSION_DENIED",
     "DATA_LOSS",
     "UNAVAILABLE",
     "RESOURCE_EXHAUSTED",
@@ -135,6 +137,13 @@ class DuplicateVersionError(AlreadyExistsError):
     """A model id, or a (name, version) pair, that is already registered."""
 
     reason = "DUPLICATE_VERSION"
+
+
+class PermissionDeniedError(RagFactoryError):
+    """The caller may not ask for this over the network; only the server's operator may."""
+
+    reason = "PERMISSION_DENIED"
+    code = "PERMISSION_DENIED"
 
 
 class FailedPreconditionError(RagFactoryError):

@@ -65,6 +65,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--domain")
     p.add_argument("--tag", action="append", dest="tags", default=[], metavar="TAG")
     p.add_argument("--description")
+    p.add_argument(
+        "--load-config",
+        metavar="JSON",
+        help='loading options, e.g. \'{"pooling_strategy": "cls"}\'; only here, on the server, may they name code '
+        "(additional_config.module_class) or set trust_remote_code",
+    )
 
     p = leaf("delete", _delete, "delete a model version")
     p.add_argument("model_id", metavar="ID")
@@ -146,10 +152,22 @@ def _register(registry: ModelRegistry, args: argparse.Namespace) -> int:
         metadata = EmbeddingModelMetadata(**fields)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise InvalidArgumentError(f"invalid model metadata: {exc}") from exc
-    record = registry.register_model(metadata, artifact_path=args.artifact)
+    record = registry.register_model(metadata, artifact_path=args.artifact, load_config=_load_config(args.load_config))
     digest = f" (artifact sha256 {record.artifact_sha256})" if record.artifact_sha256 else ""
     print(f"registered {record.model_id} as {record.ref}{digest}")
     return 0
+
+
+def _load_config(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidArgumentError(f"--load-config is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise InvalidArgumentError("--load-config must be a JSON object")
+    return value
 
 
 def _delete(registry: ModelRegistry, args: argparse.Namespace) -> int:

@@ -30,13 +30,21 @@ TRACKED_METRICS = ["engagement", "latency_ms", "error"]
 RolloutStatus = Literal["ramping", "promoted", "rolled_back", "stopped"]
 
 
+MAX_STEP_DURATION_S = 366 * 24 * 3600.0  # a year; anything longer is a mistake, not a canary
+
+
 class RolloutPlan(BaseModel):
     """How a candidate is ramped, and when it is rolled back."""
 
     steps: list[float] = Field(default_factory=lambda: list(DEFAULT_STEPS), description="Traffic shares to B.")
     min_samples_per_step: int = Field(default=100, gt=0, description="B requests needed before advancing.")
-    min_step_duration_s: float = Field(default=300.0, ge=0, description="Time spent on a step before advancing.")
-    max_error_rate: float = Field(default=0.02, ge=0, le=1, description="B error rate that triggers rollback.")
+    # Finite and bounded: an infinite duration used to be stored as JSON null, which no later load could read.
+    min_step_duration_s: float = Field(
+        default=300.0, ge=0, le=MAX_STEP_DURATION_S, allow_inf_nan=False, description="Time spent on a step."
+    )
+    max_error_rate: float = Field(
+        default=0.02, ge=0, le=1, allow_inf_nan=False, description="B error rate that triggers rollback."
+    )
     min_error_samples: int = Field(default=20, gt=0, description="B requests before the error rate counts.")
 
     @field_validator("steps")
@@ -166,11 +174,13 @@ class RolloutManager:
             ModelDeprecatedError: A or B is deprecated.
             FailedPreconditionError: Another experiment is running on the same alias.
             AlreadyExistsError: The experiment name is taken.
-            InvalidArgumentError: A split outside [0, 1], or B is the same model as A.
+            InvalidArgumentError: A split outside [0, 1], a threshold outside (0, 1), or B is the same model as A.
         """
         plan = plan or RolloutPlan()
         if initial_split is not None and not 0.0 <= initial_split <= 1.0:
             raise InvalidArgumentError(f"traffic split must be within [0, 1], got {initial_split}")
+        if not 0.0 < statistical_threshold < 1.0:  # also refuses NaN, which compares false to everything
+            raise InvalidArgumentError(f"statistical_threshold must be within (0, 1), got {statistical_threshold}")
         with self._lock:
             self.reload()
             running = self.active_for(model_name, alias)

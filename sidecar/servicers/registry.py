@@ -9,6 +9,7 @@ from rag_factory.models.embedding.registry import ModelRegistry
 from rag_factory_contract.v1 import registry_pb2, registry_pb2_grpc
 from sidecar import convert
 from sidecar.errors import translate_all
+from sidecar.trust import check_client_load_config
 
 
 @translate_all
@@ -28,7 +29,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         record = self._registry.register_model(
             convert.metadata_from_message(request.metadata),
             artifact_path=request.artifact_path or None,
-            load_config=convert.struct_to_dict(request.load_config),
+            load_config=check_client_load_config(convert.struct_to_dict(request.load_config)),
             metrics=dict(request.metrics),
         )
         return registry_pb2.RegisterModelResponse(record=self._record(record))

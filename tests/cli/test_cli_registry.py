@@ -37,6 +37,21 @@ def test_register_prints_reference(reg: str, capsys: pytest.CaptureFixture[str])
     assert "registered legal-1 as legal@1.0.0" in capsys.readouterr().out
 
 
+def test_the_operator_sets_loading_options_on_the_server(reg: str) -> None:
+    # Options that name code are refused over gRPC (tests/sidecar/test_hostile_clients.py), not here.
+    options = '{"pooling_strategy": "cls", "additional_config": {"module_class": "my_pkg.model:Encoder"}}'
+
+    assert register(reg, "legal-1", "1.0.0", "--load-config", options) == 0
+
+    assert ModelRegistry(reg).get_record("legal-1").load_config == json.loads(options)
+
+
+@pytest.mark.parametrize("bad", ["{not json", "[1, 2]"])
+def test_loading_options_must_be_a_json_object(reg: str, bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert register(reg, "legal-1", "1.0.0", "--load-config", bad) == 2
+    assert "--load-config" in capsys.readouterr().err
+
+
 def test_register_with_artifact_stores_it(reg: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     weights = tmp_path / "weights.bin"
     weights.write_bytes(b"w")
