@@ -49,6 +49,7 @@ from sidecar.servicers.model import ModelServicer
 from sidecar.servicers.registry import RegistryServicer
 from sidecar.servicers.training import TrainingServicer
 from sidecar.settings import SidecarSettings
+from sidecar.trust import ImportPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +215,8 @@ def build_server(settings: SidecarSettings, services: SidecarServices | None = N
         ),
         server,
     )
-    registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(services.registry), server)
+    imports = ImportPolicy.from_settings(settings.embedding.import_roots, settings.embedding.max_artifact_gb)
+    registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(services.registry, imports), server)
     ab_pb2_grpc.add_ABTestServiceServicer_to_server(ABTestServicer(services.rollouts, services.router), server)
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(services.jobs), server)
     evaluation_pb2_grpc.add_EvaluationServiceServicer_to_server(EvaluationServicer(services.engine), server)

@@ -46,6 +46,16 @@ class EmbeddingSettings(BaseModel):
     cache_dir: str = Field(default="~/.cache/rag_factory", description="ONNX exports and int8 copies.")
     cache_size_gb: float = Field(default=4.0, gt=0, description="Memory budget of loaded models.")
     ab_testing: ABTestingSettings = Field(default_factory=ABTestingSettings, description="A/B routing.")
+    import_roots: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Folders whose files RegisterModel may copy into the registry (artifact_path); empty: clients "
+            "cannot name server files at all."
+        ),
+    )
+    max_artifact_gb: float = Field(
+        default=10.0, gt=0, allow_inf_nan=False, description="Largest artifact RegisterModel copies."
+    )
 
 
 class ModelsSettings(BaseModel):

@@ -4,6 +4,7 @@ on 127.0.0.1:<free port> serving a real registry of those exports (used by the s
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Process-edge settings, as the CLI applies them: model hubs are unreachable here.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -154,6 +155,8 @@ def start_sidecar(registry_path: Path, cache_dir: Path, **overrides: object) -> 
                     "default_model_id": "minilm-onnx",
                     "registry_path": str(registry_path),
                     "cache_dir": str(cache_dir),
+                    # Test artifacts (ONNX exports, tmp_path files) live under the temp folder.
+                    "import_roots": [tempfile.gettempdir()],
                 }
             },
             "load_entry_point_plugins": False,

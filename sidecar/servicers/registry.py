@@ -9,15 +9,16 @@ from rag_factory.models.embedding.registry import ModelRegistry
 from rag_factory_contract.v1 import registry_pb2, registry_pb2_grpc
 from sidecar import convert
 from sidecar.errors import translate_all
-from sidecar.trust import check_client_load_config
+from sidecar.trust import ImportPolicy, check_client_load_config
 
 
 @translate_all
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     """Registers, finds, aliases, deprecates and compares model versions."""
 
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, imports: ImportPolicy) -> None:
         self._registry = registry
+        self._imports = imports
 
     def _record(self, record: ModelRecord) -> registry_pb2.ModelRecord:
         aliases = self._registry.aliases(record.metadata.model_name)
@@ -28,7 +29,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     ) -> registry_pb2.RegisterModelResponse:
         record = self._registry.register_model(
             convert.metadata_from_message(request.metadata),
-            artifact_path=request.artifact_path or None,
+            artifact_path=self._imports.check(request.artifact_path) if request.artifact_path else None,
             load_config=check_client_load_config(convert.struct_to_dict(request.load_config)),
             metrics=dict(request.metrics),
         )

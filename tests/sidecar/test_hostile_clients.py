@@ -8,6 +8,7 @@ JSON null, after which every A/B call answered INTERNAL and the server no longer
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,9 @@ def test_options_that_only_tune_a_backend_are_still_accepted(
 ) -> None:
     sidecar = sidecar_factory(private_registry_path)
     config = struct_pb2.Struct()
-    config.update({"pooling_strategy": "cls", "trust_remote_code": False, "additional_config": {"onnx_runtime": "onnxruntime"}})
+    config.update(
+        {"pooling_strategy": "cls", "trust_remote_code": False, "additional_config": {"onnx_runtime": "onnxruntime"}}
+    )
     metadata = pb.ModelMetadata(
         model_id="minilm-cls", model_name="minilm", version="3.0.0", format=pb.MODEL_FORMAT_ONNX,
         embedding_dim=384, max_seq_length=256,
@@ -131,3 +134,69 @@ def test_non_finite_experiment_settings_are_refused_and_the_server_still_starts(
     with grpc.insecure_channel(restarted.address) as channel:
         listed = ab_pb2_grpc.ABTestServiceStub(channel).ListExperiments(ab_pb2.ListExperimentsRequest(), timeout=10)
     assert list(listed.experiments) == []
+
+
+# -- item 7: RegisterModel.artifact_path copies only regular files inside the import roots ----------
+
+
+def _onnx_metadata(model_id: str) -> pb.ModelMetadata:
+    return pb.ModelMetadata(
+        model_id=model_id, model_name="probe", version="1.0.0", format=pb.MODEL_FORMAT_ONNX,
+        embedding_dim=384, max_seq_length=256,
+    )  # fmt: skip
+
+
+def _register_path(address: str, artifact: Path | str) -> grpc.RpcError:
+    request = pb.RegisterModelRequest(metadata=_onnx_metadata("probe-1"), artifact_path=str(artifact))
+    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as caught:
+        registry_pb2_grpc.RegistryServiceStub(channel).RegisterModel(request, timeout=10)
+    return caught.value
+
+
+def _with_imports(registry_path: Path, roots: list[str], **extra: object) -> dict[str, Any]:
+    embedding = {"default_model_id": "minilm-onnx", "registry_path": str(registry_path), "import_roots": roots}
+    return {"models": {"embedding": {**embedding, **extra}}}
+
+
+def test_a_file_outside_the_import_roots_is_refused_even_through_a_link(
+    sidecar_factory: Callable[..., Any], private_registry_path: Path, tmp_path: Path
+) -> None:
+    imports = tmp_path / "imports"
+    imports.mkdir()
+    (imports / "model").mkdir()
+    (imports / "model" / "weights.onnx").symlink_to("/etc/hostname")
+    sidecar = sidecar_factory(private_registry_path, **_with_imports(private_registry_path, [str(imports)]))
+
+    for artifact in ("/etc/hostname", "/proc/self/environ", imports / ".." / "..", imports / "model"):
+        error = _register_path(sidecar.address, artifact)
+        assert error.code() == grpc.StatusCode.PERMISSION_DENIED, (artifact, error.details())
+    assert "/etc" not in _register_path(sidecar.address, imports / "model").details()  # no path is echoed
+
+
+def test_a_fifo_or_an_oversized_artifact_is_refused_at_once(
+    sidecar_factory: Callable[..., Any], private_registry_path: Path, tmp_path: Path
+) -> None:
+    imports = tmp_path / "imports"
+    (imports / "fifo-model").mkdir(parents=True)
+    os.mkfifo(imports / "fifo-model" / "model.onnx")  # reading it would block the registration forever
+    (imports / "big-model").mkdir()
+    (imports / "big-model" / "model.onnx").write_bytes(b"\0" * 2_000_000)
+    sidecar = sidecar_factory(
+        private_registry_path, **_with_imports(private_registry_path, [str(imports)], max_artifact_gb=0.001)
+    )
+
+    fifo = _register_path(sidecar.address, imports / "fifo-model")
+    big = _register_path(sidecar.address, imports / "big-model")
+
+    assert fifo.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a regular file" in fifo.details()
+    assert big.code() == grpc.StatusCode.INVALID_ARGUMENT and "max_artifact_gb" in big.details()
+
+
+def test_without_import_roots_no_client_names_a_server_file(
+    sidecar_factory: Callable[..., Any], private_registry_path: Path, onnx_export_dir: Path
+) -> None:
+    sidecar = sidecar_factory(private_registry_path, **_with_imports(private_registry_path, []))
+
+    error = _register_path(sidecar.address, onnx_export_dir)
+
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED and "import_roots" in error.details()
