@@ -49,7 +49,7 @@ from sidecar.servicers.model import ModelServicer
 from sidecar.servicers.registry import RegistryServicer
 from sidecar.servicers.training import TrainingServicer
 from sidecar.settings import SidecarSettings
-from sidecar.trust import ImportPolicy
+from sidecar.trust import ImportPolicy, JobPathPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -218,7 +218,10 @@ def build_server(settings: SidecarSettings, services: SidecarServices | None = N
     imports = ImportPolicy.from_settings(settings.embedding.import_roots, settings.embedding.max_artifact_gb)
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(services.registry, imports), server)
     ab_pb2_grpc.add_ABTestServiceServicer_to_server(ABTestServicer(services.rollouts, services.router), server)
-    training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(services.jobs), server)
+    job_paths = JobPathPolicy.from_settings(
+        settings.embedding.data_roots, settings.embedding.jobs_dir, settings.embedding.registry_path
+    )
+    training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(services.jobs, job_paths), server)
     evaluation_pb2_grpc.add_EvaluationServiceServicer_to_server(EvaluationServicer(services.engine), server)
     for name in ("", *SERVICE_NAMES):
         services.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)

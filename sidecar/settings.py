@@ -53,6 +53,11 @@ class EmbeddingSettings(BaseModel):
             "cannot name server files at all."
         ),
     )
+    data_roots: list[str] = Field(
+        default_factory=list,
+        description="Folders StartJob may read datasets from (the bundled datasets are always readable).",
+    )
+    jobs_dir: str = Field(default="", description="Where jobs write; empty means <registry_path>/jobs.")
     max_artifact_gb: float = Field(
         default=10.0, gt=0, allow_inf_nan=False, description="Largest artifact RegisterModel copies."
     )

@@ -1,22 +1,29 @@
-"""What a network client may ask the server to load: no code, no trusted loading, no files outside the roots.
+"""What a network client may make the server do with code and files: run none, read and write only in roots.
 
-Registering a model over gRPC stores loading options that the server later acts on. A few options name
-Python code to import (``additional_config.module_class``), turn on unpickling or remote code
-(``trust_remote_code``), pass arbitrary keyword arguments to a library loader (``model_kwargs``,
-``module_kwargs``) or point at files (``tokenizer_path``). Any of those lets a client run code or read
-files on the server, so over the network they are refused with PERMISSION_DENIED. They stay available to
-the server's operator, who registers such models on the server itself (``rag-factory registry register``).
+Three checks at the edge, each applied by one servicer before the core sees the request:
+
+* :func:`check_client_load_config` (RegisterModel): loading options that name Python code to import
+  (``additional_config.module_class``), turn on unpickling or remote code (``trust_remote_code``), pass
+  arbitrary keyword arguments to a library loader (``model_kwargs``, ``module_kwargs``) or point at files
+  (``tokenizer_path``) are refused. They stay available to the server's operator, who registers such
+  models on the server itself (``rag-factory registry register --load-config``).
+* :class:`ImportPolicy` (RegisterModel): ``artifact_path`` names regular files inside the import roots.
+* :class:`JobPathPolicy` (StartJob): datasets come from the data roots; a job writes only to its own folder.
+
+Refusals answer PERMISSION_DENIED and never say whether a path outside the roots exists.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rag_factory.data import BUNDLED_DIR
 from rag_factory.errors import InvalidArgumentError, ModelPathNotFoundError, PermissionDeniedError
 
 # additional_config keys that only tune a vetted backend (the ONNX engine and its threads). Every other
@@ -110,3 +117,58 @@ def _walk(root: Path) -> list[Path]:
     for folder, dirs, files in os.walk(root, followlinks=False):
         found += [Path(folder) / name for name in (*dirs, *files)]
     return found
+
+
+# Job options naming where a job writes: chosen by the server, since a job replaces what it finds there.
+SERVER_CHOSEN_JOB_PATHS = ("output_dir", "work_dir", "embedding_cache_dir", "registry_path")
+# Job options naming what a job reads.
+JOB_INPUT_PATHS = ("data_dir", "corpus")
+
+
+@dataclass(frozen=True)
+class JobPathPolicy:
+    """Where a job started over the network may read and write.
+
+    A client used to choose ``output_dir`` and ``work_dir``, which a job clears and overwrites, so a
+    client could delete any directory the server may write; and the answers to bad ``data_dir`` values
+    told which server paths exist. Now a job reads datasets only from the data roots (and the bundled
+    datasets) and writes only to a fresh folder of its own under ``jobs_dir``.
+    """
+
+    data_roots: tuple[Path, ...]
+    jobs_dir: Path
+
+    @classmethod
+    def from_settings(cls, data_roots: Sequence[str], jobs_dir: str, registry_path: str) -> JobPathPolicy:
+        """The policy of ``models.embedding.data_roots`` and ``jobs_dir``."""
+        roots = (BUNDLED_DIR.resolve(), *(Path(root).expanduser().resolve() for root in data_roots))
+        jobs = Path(jobs_dir).expanduser() if jobs_dir else Path(registry_path).expanduser() / "jobs"
+        return cls(roots, jobs.resolve())
+
+    def check(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """The spec with its paths checked and its work folder chosen.
+
+        Raises:
+            PermissionDeniedError: The spec names where to write, or reads outside the data roots.
+        """
+        chosen = sorted(key for key in SERVER_CHOSEN_JOB_PATHS if spec.get(key) not in (None, ""))
+        if chosen:
+            raise PermissionDeniedError(
+                f"job option(s) {', '.join(chosen)} cannot be set over the network: the server writes each job "
+                f"to a folder of its own under its jobs_dir"
+            )
+        if not spec.get("data_dir"):
+            raise InvalidArgumentError("data_dir is required: a BEIR dataset folder inside the server's data roots")
+        for key in JOB_INPUT_PATHS:
+            value = spec.get(key)
+            if value in (None, ""):
+                continue
+            resolved = Path(str(value)).expanduser().resolve()
+            if not any(resolved == root or resolved.is_relative_to(root) for root in self.data_roots):
+                # Said without checking whether the path exists, so the answer tells nothing about it.
+                raise PermissionDeniedError(
+                    f"{key} must lie inside one of the server's data roots (models.embedding.data_roots) "
+                    "or be a bundled dataset"
+                )
+        work_dir = self.jobs_dir / uuid.uuid4().hex
+        return {**spec, "work_dir": str(work_dir)}

@@ -157,6 +157,7 @@ def start_sidecar(registry_path: Path, cache_dir: Path, **overrides: object) -> 
                     "cache_dir": str(cache_dir),
                     # Test artifacts (ONNX exports, tmp_path files) live under the temp folder.
                     "import_roots": [tempfile.gettempdir()],
+                    "data_roots": [tempfile.gettempdir()],
                 }
             },
             "load_entry_point_plugins": False,

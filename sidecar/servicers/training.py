@@ -10,20 +10,22 @@ from rag_factory.jobs.job_manager import JobManager
 from rag_factory_contract.v1 import training_pb2, training_pb2_grpc
 from sidecar import convert
 from sidecar.errors import translate_all
+from sidecar.trust import JobPathPolicy
 
 
 @translate_all
 class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
     """Thin over :class:`JobManager`."""
 
-    def __init__(self, jobs: JobManager) -> None:
+    def __init__(self, jobs: JobManager, paths: JobPathPolicy) -> None:
         self._jobs = jobs
+        self._paths = paths
 
     def StartJob(
         self, request: training_pb2.StartJobRequest, context: grpc.ServicerContext
     ) -> training_pb2.StartJobResponse:
         return training_pb2.StartJobResponse(
-            job=convert.job_message(self._jobs.start("fine_tune", convert.job_spec(request)))
+            job=convert.job_message(self._jobs.start("fine_tune", self._paths.check(convert.job_spec(request))))
         )
 
     def WatchJob(

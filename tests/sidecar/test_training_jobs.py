@@ -19,9 +19,9 @@ from rag_factory_contract.v1 import training_pb2, training_pb2_grpc
 pytestmark = pytest.mark.slow
 
 
-def _options(work_dir: Path, **overrides: Any) -> struct_pb2.Struct:
+def _options(**overrides: Any) -> struct_pb2.Struct:
     # A tiny real run on the bundled subset: short sequences (the corpus is embedded at 64 tokens,
-    # not MiniLM's 256), one epoch, no ONNX export.
+    # not MiniLM's 256), one epoch, no ONNX export. The server chooses where the job writes.
     options = struct_pb2.Struct()
     options.update(
         {
@@ -33,7 +33,6 @@ def _options(work_dir: Path, **overrides: Any) -> struct_pb2.Struct:
             "test_split": None,
             "export_onnx": False,
             "early_stopping_patience": 0,
-            "work_dir": str(work_dir),
             **overrides,
         }
     )
@@ -52,7 +51,7 @@ def test_a_job_streams_its_progress_and_registers_a_candidate(
     jobs_stub: training_pb2_grpc.TrainingServiceStub, private_registry_path: Path, tmp_path: Path
 ) -> None:
     started = jobs_stub.StartJob(
-        training_pb2.StartJobRequest(data_dir=str(bundled_dataset("scifact_mini")), options=_options(tmp_path)),
+        training_pb2.StartJobRequest(data_dir=str(bundled_dataset("scifact_mini")), options=_options()),
         timeout=60,
     ).job
     assert started.status in (training_pb2.JOB_STATUS_PENDING, training_pb2.JOB_STATUS_RUNNING)
@@ -75,11 +74,13 @@ def test_a_job_streams_its_progress_and_registers_a_candidate(
 @pytest.mark.parametrize(
     ("request_fields", "code", "fragment"),
     [
-        ({"data_dir": "/nonexistent/dataset"}, grpc.StatusCode.INVALID_ARGUMENT, "does not exist"),
+        ({"data_dir": "/nonexistent/dataset"}, grpc.StatusCode.PERMISSION_DENIED, "data roots"),
+        ({"data_dir": "/etc"}, grpc.StatusCode.PERMISSION_DENIED, "data roots"),  # same answer: nothing leaks
+        ({"data_dir": ""}, grpc.StatusCode.INVALID_ARGUMENT, "data_dir is required"),
         ({"strategy": "telepathy"}, grpc.StatusCode.INVALID_ARGUMENT, "telepathy"),
         ({"base_model": "ghost@1.0.0"}, grpc.StatusCode.NOT_FOUND, "not registered"),
     ],
-    ids=["missing-dataset", "unknown-strategy", "unregistered-base"],
+    ids=["outside-the-roots", "existing-but-outside", "no-dataset", "unknown-strategy", "unregistered-base"],
 )
 def test_bad_jobs_are_refused_before_anything_starts(
     jobs_stub: training_pb2_grpc.TrainingServiceStub,
@@ -88,20 +89,46 @@ def test_bad_jobs_are_refused_before_anything_starts(
     code: grpc.StatusCode,
     fragment: str,
 ) -> None:
-    fields = {"data_dir": str(bundled_dataset("scifact_mini")), "options": _options(tmp_path), **request_fields}
+    fields = {"data_dir": str(bundled_dataset("scifact_mini")), "options": _options(), **request_fields}
     with pytest.raises(grpc.RpcError) as caught:
         jobs_stub.StartJob(training_pb2.StartJobRequest(**fields), timeout=60)  # type: ignore[arg-type]
     assert caught.value.code() == code and fragment in caught.value.details()
     assert not jobs_stub.ListJobs(training_pb2.ListJobsRequest(), timeout=10).jobs
 
 
+@pytest.mark.parametrize("option", ["output_dir", "work_dir", "embedding_cache_dir", "registry_path"])
+def test_a_client_cannot_choose_where_a_job_writes(
+    jobs_stub: training_pb2_grpc.TrainingServiceStub, tmp_path: Path, option: str
+) -> None:
+    victim = tmp_path / "precious"
+    victim.mkdir()
+    (victim / "data.txt").write_text("kept")
+    request = training_pb2.StartJobRequest(
+        data_dir=str(bundled_dataset("scifact_mini")), options=_options(**{option: str(victim)})
+    )
+
+    with pytest.raises(grpc.RpcError) as caught:
+        jobs_stub.StartJob(request, timeout=60)
+
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED and option in caught.value.details()
+    assert (victim / "data.txt").read_text() == "kept"
+    assert not jobs_stub.ListJobs(training_pb2.ListJobsRequest(), timeout=10).jobs
+
+
+def test_a_missing_dataset_inside_a_data_root_is_named(
+    jobs_stub: training_pb2_grpc.TrainingServiceStub, tmp_path: Path
+) -> None:
+    request = training_pb2.StartJobRequest(data_dir=str(tmp_path / "no-such-dataset"), options=_options())
+    with pytest.raises(grpc.RpcError) as caught:
+        jobs_stub.StartJob(request, timeout=60)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "does not exist" in caught.value.details()
+
+
 def test_a_cancelled_job_registers_nothing(
     jobs_stub: training_pb2_grpc.TrainingServiceStub, private_registry_path: Path, tmp_path: Path
 ) -> None:
     job = jobs_stub.StartJob(
-        training_pb2.StartJobRequest(
-            data_dir=str(bundled_dataset("scifact_mini")), options=_options(tmp_path, epochs=20)
-        ),
+        training_pb2.StartJobRequest(data_dir=str(bundled_dataset("scifact_mini")), options=_options(epochs=20)),
         timeout=60,
     ).job
     for response in jobs_stub.WatchJob(training_pb2.WatchJobRequest(job_id=job.job_id), timeout=600):
