@@ -98,10 +98,14 @@ class ImportPolicy:
             target = path.resolve()
             if not self._inside(target):
                 raise PermissionDeniedError(f"{path.name!r} links outside the server's import roots")
-            mode = target.stat().st_mode
-            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            info = target.stat()
+            if path != resolved and path.is_symlink() and stat.S_ISDIR(info.st_mode):
+                # The walk does not follow links to folders (a link cycle would never end), but the
+                # registry's copy would: what lies behind one would go unchecked.
+                raise InvalidArgumentError(f"{path.name!r} links to a folder; put the folder itself in the artifact")
+            if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
                 raise InvalidArgumentError(f"{path.name!r} is not a regular file or folder (a FIFO, device or socket)")
-            total += target.stat().st_size if stat.S_ISREG(mode) else 0
+            total += info.st_size if stat.S_ISREG(info.st_mode) else 0
             if total > self.max_bytes:
                 raise InvalidArgumentError(
                     f"the artifact is larger than the server's limit of {self.max_bytes / 1024**3:.1f} GiB "

@@ -185,11 +185,16 @@ def test_a_fifo_or_an_oversized_artifact_is_refused_at_once(
         private_registry_path, **_with_imports(private_registry_path, [str(imports)], max_artifact_gb=0.001)
     )
 
+    (imports / "linked-model").mkdir()
+    (imports / "linked-model" / "extra").symlink_to(imports / "fifo-model")  # a FIFO behind a folder link
+
     fifo = _register_path(sidecar.address, imports / "fifo-model")
     big = _register_path(sidecar.address, imports / "big-model")
+    linked = _register_path(sidecar.address, imports / "linked-model")
 
     assert fifo.code() == grpc.StatusCode.INVALID_ARGUMENT and "not a regular file" in fifo.details()
     assert big.code() == grpc.StatusCode.INVALID_ARGUMENT and "max_artifact_gb" in big.details()
+    assert linked.code() == grpc.StatusCode.INVALID_ARGUMENT and "links to a folder" in linked.details()
 
 
 def test_without_import_roots_no_client_names_a_server_file(
