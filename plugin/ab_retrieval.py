@@ -222,7 +222,10 @@ class ABRetriever(BaseRetriever):
         if arm is None:
             arm = self._serving
             fallback, reason = True, f"no ready index here for {served.model_id!r}; answered by {arm.pin}"
-            vector = arm.embed_model.embed_texts([bundle.query_str]).vectors[0]
+            again = arm.embed_model.embed_texts([bundle.query_str])
+            # An embedding built with allow_fallback=True may itself have been answered by another model.
+            check_same_pin(arm.pin, again.model_id, "the query vector")
+            vector = again.vectors[0]
         searched = QueryBundle(query_str=bundle.query_str, embedding=vector.tolist(), custom_embedding_strs=None)
         nodes = arm.index.as_retriever(similarity_top_k=self.similarity_top_k).retrieve(searched)
         for node in nodes:
