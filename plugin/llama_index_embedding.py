@@ -13,7 +13,7 @@ from pydantic import Field, PrivateAttr
 
 from plugin import index_stamping
 from plugin.client import MAX_BATCH_TEXTS, Encoding, RagFactoryClient
-from plugin.pinning import ModelPin, explain_unusable_pin, is_exact_reference
+from plugin.pinning import ModelPin, explain_unusable_pin
 from plugin.results import EmbedResult, ServedBy
 from plugin.versioning import aembed_nodes, assert_single_vector_space, embed_nodes, stamped_pin
 from rag_factory.errors import FailedPreconditionError, RagFactoryError
@@ -179,13 +179,10 @@ class RagFactoryEmbedding(BaseEmbedding):
         return error
 
     def _request_options(self) -> dict[str, Any]:
-        model = self.model
-        if self.pin_version and not is_exact_reference(model):
-            model = self.pinned_model().reference
-        elif self.pin_version:
-            self.pinned_model()  # an exact version already: resolve once so errors can name the model id
         return {
-            "model": model,
+            # The pin's name@version: never A/B routed, never moved by an alias (resolving it once also lets
+            # errors name the model id when ``model`` was an exact version already).
+            "model": self.pinned_model().reference if self.pin_version else self.model,
             "routing_key": self.routing_key,
             "domain": self.domain,
             "allow_fallback": self.allow_fallback,

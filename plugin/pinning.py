@@ -9,20 +9,10 @@ index was built, and moving the index to a new version is an explicit re-embeddi
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from rag_factory.errors import FailedPreconditionError, ModelDeprecatedError, NotFoundError, RagFactoryError
 from rag_factory_contract.v1 import model_pb2
-
-# The same rule as the registry's semantic versions; a selector that is not one is an alias.
-_VERSION = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.+-]+)?$")
-
-
-def is_exact_reference(model: str) -> bool:
-    """True for ``name@1.2.0``: a reference that no alias move or A/B experiment can redirect."""
-    _, _, selector = model.partition("@")
-    return bool(_VERSION.match(selector))
 
 
 @dataclass(frozen=True)
