@@ -10,11 +10,10 @@ from concurrent import futures
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
 import grpc
 import pluggy
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from rag_factory.experiments.framework import ABTestingFramework
@@ -42,6 +41,9 @@ from rag_factory_contract.v1 import (
     training_pb2,
     training_pb2_grpc,
 )
+from sidecar.access import TokenAccess
+from sidecar.admission import StreamAdmission
+from sidecar.health import NOT_SERVING, HealthService, ReadinessMonitor
 from sidecar.servicers.ab import ABTestServicer
 from sidecar.servicers.embedding import EmbeddingServicer
 from sidecar.servicers.evaluation import EvaluationServicer
@@ -83,7 +85,7 @@ class SidecarServices:
     rollouts: RolloutManager
     router: ABRouter
     jobs: JobManager
-    health: health.HealthServicer = field(default_factory=lambda: health.HealthServicer(experimental_non_blocking=True))
+    health: HealthService = field(default_factory=HealthService)
     ready: threading.Event = field(default_factory=threading.Event)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
     _closed: threading.Event = field(default_factory=threading.Event)
@@ -150,37 +152,28 @@ def _start_rollout_ticker(services: SidecarServices, interval_s: float) -> None:
     services.on_stop.append(stop.set)
 
 
-class _TokenAuth(grpc.ServerInterceptor):
-    """Require ``authorization: Bearer <token>`` on every call except health checks."""
+def _watch_readiness(services: SidecarServices) -> ReadinessMonitor:
+    # Health says NOT_SERVING until the default model can answer (load balancers wait for it), and again
+    # whenever it stops being able to (deprecated, deleted, broken): health never lies about embeddings.
+    def load_default() -> str:
+        record, _model = services.engine.load()
+        return f"{record.model_id} ({record.ref})"
 
-    def __init__(self, token: str) -> None:
-        self._expected = f"Bearer {token}"
-
-        def deny(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing or wrong bearer token in 'authorization'")
-
-        self._deny = grpc.unary_unary_rpc_method_handler(deny)
-
-    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
-        if handler_call_details.method.startswith("/grpc.health.v1.Health/"):
-            return continuation(handler_call_details)
-        if dict(handler_call_details.invocation_metadata or ()).get("authorization") == self._expected:
-            return continuation(handler_call_details)
-        return self._deny
-
-
-def _warm_up(services: SidecarServices) -> None:
-    # Health says NOT_SERVING until the default model can answer: load balancers wait for it.
-    try:
+    def warm_up() -> str:
         record, model = services.engine.load()
         model.encode(["warm-up"])
-    except Exception:
-        logger.exception("the default model %r could not be loaded", services.settings.embedding.default_model_id)
-        return
-    for name in ("", *SERVICE_NAMES):
-        services.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    services.ready.set()
-    logger.info("serving; default model %s (%s)", record.model_id, record.ref)
+        return f"{record.model_id} ({record.ref})"
+
+    monitor = ReadinessMonitor(
+        services.health,
+        ("", *SERVICE_NAMES),
+        warm_up=warm_up,
+        check=load_default,
+        interval_s=services.settings.readiness_interval_s,
+        on_ready=services.ready.set,
+    )
+    services.on_stop.append(monitor.stop)
+    return monitor
 
 
 def build_server(settings: SidecarSettings, services: SidecarServices | None = None) -> tuple[grpc.Server, int]:
@@ -200,11 +193,19 @@ def build_server(settings: SidecarSettings, services: SidecarServices | None = N
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_send_message_length", limits.max_message_bytes),
     ]
-    interceptors = [_TokenAuth(settings.auth_token)] if settings.auth_token else []
+    concurrency = settings.concurrency
+    interceptors: list[grpc.ServerInterceptor] = []
+    if settings.auth_token or settings.client_token:
+        interceptors.append(TokenAccess(settings.auth_token, settings.client_token))
+    interceptors.append(
+        StreamAdmission(concurrency.max_streams, concurrency.stream_idle_timeout_s, concurrency.stream_max_duration_s)
+    )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
         options=options,
         interceptors=interceptors,
+        # Calls beyond this answer RESOURCE_EXHAUSTED at once instead of queueing until their deadline.
+        maximum_concurrent_rpcs=concurrency.max_concurrent_rpcs,
     )
     embedding_pb2_grpc.add_EmbeddingServiceServicer_to_server(EmbeddingServicer(services.engine), server)
     model_pb2_grpc.add_ModelServiceServicer_to_server(
@@ -223,8 +224,7 @@ def build_server(settings: SidecarSettings, services: SidecarServices | None = N
     )
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(services.jobs, job_paths), server)
     evaluation_pb2_grpc.add_EvaluationServiceServicer_to_server(EvaluationServicer(services.engine), server)
-    for name in ("", *SERVICE_NAMES):
-        services.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    services.health.set_all(("", *SERVICE_NAMES), NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(services.health, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = _bind(server, settings)
@@ -234,7 +234,7 @@ def build_server(settings: SidecarSettings, services: SidecarServices | None = N
         host, _, metrics_port = settings.metrics_address.rpartition(":")
         start_http_server(int(metrics_port), addr=host or "127.0.0.1", registry=services.metrics.registry)
     server.start()
-    threading.Thread(target=_warm_up, args=(services,), name="warm-up", daemon=True).start()
+    _watch_readiness(services).start()
     _close_when_stopped(server, services)
     return server, port
 
@@ -264,14 +264,16 @@ def serve(settings: SidecarSettings) -> int:
     services = build_services(settings)
     server, port = build_server(settings, services)
     host = settings.address.rpartition(":")[0]
+    if not settings.auth_token and host.strip("[]") not in ("127.0.0.1", "localhost", "::1"):
+        # Anyone who can reach the port may then register models, move aliases and start jobs.
+        logger.warning("listening on %s without auth_token: every client is an administrator (docs/security.md)", host)
     logger.info("rag-factory sidecar listening on %s:%d", host, port)
     print(f"listening on {host}:{port}", flush=True)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
         logger.info("signal %d: finishing in-flight calls (up to %.0f s)", signum, settings.grace_period_s)
-        for name in ("", *SERVICE_NAMES):
-            services.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        services.health.enter_graceful_shutdown()
         stopping.set()
 
     signal.signal(signal.SIGTERM, on_signal)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from rag_factory.errors import InvalidConfigError, describe_validation_error
 from rag_factory.serving.engine import BatchingConfig
@@ -24,6 +24,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "RAG_FACTORY_AB_ENABLED": "models.embedding.ab_testing.enabled",
     "RAG_FACTORY_AB_DEFAULT_TRAFFIC_SPLIT": "models.embedding.ab_testing.default_traffic_split",
     "RAG_FACTORY_AUTH_TOKEN": "auth_token",
+    "RAG_FACTORY_CLIENT_TOKEN": "client_token",
     "RAG_FACTORY_TLS_CERT": "tls.cert_file",
     "RAG_FACTORY_TLS_KEY": "tls.key_file",
     "RAG_FACTORY_METRICS_ADDRESS": "metrics_address",
@@ -76,6 +77,33 @@ class TLSSettings(BaseModel):
     key_file: str | None = Field(default=None, description="PEM private key.")
 
 
+class ConcurrencySettings(BaseModel):
+    """``concurrency``: how much work the server admits before it refuses (RESOURCE_EXHAUSTED)."""
+
+    max_concurrent_rpcs: int = Field(
+        default=64,
+        gt=0,
+        description=(
+            "Calls running or waiting for a worker thread; more are refused at once with RESOURCE_EXHAUSTED "
+            "rather than queued until their deadline."
+        ),
+    )
+    max_streams: int = Field(
+        default=8,
+        gt=0,
+        description=(
+            "Streaming calls (EmbedStream, WatchJob, Evaluate, health Watch) open at once; keep it below "
+            "max_workers so that unary calls always find a thread."
+        ),
+    )
+    stream_idle_timeout_s: float = Field(
+        default=60.0, gt=0, allow_inf_nan=False, description="A client stream silent this long is ended."
+    )
+    stream_max_duration_s: float = Field(
+        default=3600.0, gt=0, allow_inf_nan=False, description="A stream open this long is cancelled."
+    )
+
+
 class SidecarSettings(BaseModel):
     """Everything the sidecar needs, validated once at start-up."""
 
@@ -84,11 +112,33 @@ class SidecarSettings(BaseModel):
     limits: RequestLimits = Field(default_factory=RequestLimits, description="Request limits.")
     batching: BatchingConfig = Field(default_factory=BatchingConfig, description="Micro-batching.")
     max_workers: int = Field(default=16, gt=0, description="gRPC worker threads.")
+    concurrency: ConcurrencySettings = Field(default_factory=ConcurrencySettings, description="Admission limits.")
+    readiness_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="How often health re-checks that the default model resolves and loads.",
+    )
     grace_period_s: float = Field(default=10.0, ge=0, description="Time in-flight calls get on shutdown.")
-    auth_token: str | None = Field(default=None, description="Require 'authorization: Bearer <token>'.")
+    auth_token: str | None = Field(
+        default=None, description="Admin token: 'authorization: Bearer <token>' may make every call."
+    )
+    client_token: str | None = Field(
+        default=None,
+        description="Client token: may embed and read, not change what is served (docs/security.md).",
+    )
     tls: TLSSettings = Field(default_factory=TLSSettings, description="TLS (off unless both files are set).")
     metrics_address: str | None = Field(default=None, description="HOST:PORT for Prometheus /metrics.")
     load_entry_point_plugins: bool = Field(default=True, description="Load plugins from entry points.")
+
+    @model_validator(mode="after")
+    def _streams_leave_threads_for_unary_calls(self) -> SidecarSettings:
+        if self.concurrency.max_streams >= self.max_workers:
+            raise ValueError(
+                f"concurrency.max_streams ({self.concurrency.max_streams}) must be below max_workers "
+                f"({self.max_workers}): open streams would leave no thread for unary calls and health"
+            )
+        return self
 
     @property
     def embedding(self) -> EmbeddingSettings:
