@@ -83,6 +83,7 @@ class ABTestServiceServicer:
 
     def StartExperiment(self, request, context):
         """StartExperiment starts routing a share of the alias's traffic to the candidate.
+        Admin: needs the admin token when the server has tokens (docs/security.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -118,6 +119,7 @@ class ABTestServiceServicer:
 
     def RampExperiment(self, request, context):
         """RampExperiment moves to the next ramp step, or to a given split.
+        Admin: needs the admin token when the server has tokens (docs/security.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,6 +127,7 @@ class ABTestServiceServicer:
 
     def StopExperiment(self, request, context):
         """StopExperiment ends an experiment without moving the alias.
+        Admin: needs the admin token when the server has tokens (docs/security.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,6 +135,7 @@ class ABTestServiceServicer:
 
     def RollbackExperiment(self, request, context):
         """RollbackExperiment sends no more traffic to B; after a promotion it moves the alias back to A.
+        Admin: needs the admin token when the server has tokens (docs/security.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -53,6 +53,7 @@ class EvaluationServiceServicer:
 
     def Evaluate(self, request, context):
         """Evaluate streams progress and ends with the metrics.
+        Admin: needs the admin token when the server has tokens (docs/security.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -60,6 +61,7 @@ class EvaluationServiceServicer:
 
     def CompareRetrieval(self, request, context):
         """CompareRetrieval runs paired significance tests between two models over the same queries.
+        Admin: needs the admin token when the server has tokens (docs/security.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

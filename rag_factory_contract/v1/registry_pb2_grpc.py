@@ -93,6 +93,7 @@ class RegistryServiceServicer:
 
     def RegisterModel(self, request, context):
         """RegisterModel registers a new model version (its artifact is a path on the server's host).
+        Admin: needs the admin token when the server has tokens (docs/security.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +115,7 @@ class RegistryServiceServicer:
 
     def UpdateMetrics(self, request, context):
         """UpdateMetrics adds or replaces metrics of a model version.
+        Admin: needs the admin token when the server has tokens (docs/security.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,6 +123,7 @@ class RegistryServiceServicer:
 
     def DeleteModel(self, request, context):
         """DeleteModel removes a model version that no alias points to.
+        Admin: needs the admin token when the server has tokens (docs/security.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,6 +131,7 @@ class RegistryServiceServicer:
 
     def SetAlias(self, request, context):
         """SetAlias points an alias (such as "production") of a model name at a version.
+        Admin: needs the admin token when the server has tokens (docs/security.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +139,7 @@ class RegistryServiceServicer:
 
     def RollbackAlias(self, request, context):
         """RollbackAlias re-points an alias to the version it had before.
+        Admin: needs the admin token when the server has tokens (docs/security.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,6 +147,7 @@ class RegistryServiceServicer:
 
     def DeprecateModel(self, request, context):
         """DeprecateModel deprecates (or un-deprecates) a version; deprecated versions are refused for traffic.
+        Admin: needs the admin token when the server has tokens (docs/security.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

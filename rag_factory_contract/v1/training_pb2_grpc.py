@@ -68,6 +68,7 @@ class TrainingServiceServicer:
 
     def StartJob(self, request, context):
         """StartJob validates the request and starts a job; invalid input fails before anything runs.
+        Admin: needs the admin token when the server has tokens (docs/security.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,6 +83,7 @@ class TrainingServiceServicer:
 
     def CancelJob(self, request, context):
         """CancelJob stops a job at its next step; nothing is registered.
+        Admin: needs the admin token when the server has tokens (docs/security.md).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
