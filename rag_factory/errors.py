@@ -238,9 +238,25 @@ def all_error_classes() -> list[type[RagFactoryError]]:
     return found
 
 
-def describe_validation_error(exc: Any) -> str:
-    """One line naming each invalid field of a pydantic ``ValidationError`` ("a.b: message; ...")."""
-    return "; ".join(f"{'.'.join(map(str, error['loc']))}: {error['msg']}" for error in exc.errors())
+def describe_validation_error(exc: Any, limit: int = 5) -> str:
+    """One line naming each invalid field of a pydantic ``ValidationError`` ("a.b: message; ...").
+
+    At most ``limit`` fields are named, each cut to about 200 characters: field names and messages can
+    hold what a client sent (a dict key, a value quoted by a validator).
+    """
+    errors = exc.errors()
+    described = [f"{'.'.join(map(str, error['loc']))}: {error['msg']}"[:200] for error in errors[:limit]]
+    if len(errors) > limit:
+        described.append(f"… ({len(errors) - limit} more)")
+    return "; ".join(described)
+
+
+def quoted(value: str, limit: int = 80) -> str:
+    """``repr`` of a client-supplied string cut to ``limit`` characters, so no message echoes unbounded input.
+
+    ``repr`` also shows control characters escaped (``'a\\x00b'``), so the reader sees what was sent.
+    """
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}… ({len(value):,} characters)"
 
 
 def describe_choices(values: Iterable[str], limit: int = 8) -> str:

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
-from rag_factory.errors import InvalidArgumentError, describe_validation_error
+from rag_factory.errors import InvalidArgumentError, describe_validation_error, quoted
 from rag_factory.experiments.arms import CANDIDATE, CONTROL, served_variant
 from rag_factory.experiments.framework import ExperimentAnalysis
+from rag_factory.experiments.limits import MAX_REQUEST_ID_CHARS, is_valid_request_id
 from rag_factory.experiments.rollout import RolloutPlan, RolloutState
 from rag_factory.jobs.job_store import JobRecord
 from rag_factory.models.embedding.backends.base import EmbeddingModel
 from rag_factory.models.embedding.models import EmbeddingModelMetadata, ModelFormat
+from rag_factory.models.embedding.names import MAX_NAME_CHARS, check_label, has_visible_text
 from rag_factory.models.embedding.records import ModelComparison, ModelRecord
 from rag_factory.models.evaluation.comparison import ComparisonReport
 from rag_factory.models.evaluation.progress import EvaluationProgress
@@ -51,13 +54,42 @@ _ENCODINGS: dict[int, embedding_pb2.VectorEncoding] = {
     embedding_pb2.VECTOR_ENCODING_REPEATED_FLOAT: embedding_pb2.VECTOR_ENCODING_REPEATED_FLOAT,
 }
 
+# Longest model reference: an id or name (up to 200 characters in records stored before the names rules),
+# "@", and a version or alias.
+MAX_REFERENCE_CHARS = 512
+# Longest A/B routing key (a user or session id; only hashed).
+MAX_ROUTING_KEY_CHARS = 256
+
 
 def embed_call(request: embedding_pb2.EmbedRequest, timeout_s: float | None) -> EmbedCall:
-    """An ``EmbedCall`` from a request; the deadline comes from the gRPC context."""
+    """An ``EmbedCall`` from a request; the deadline comes from the gRPC context.
+
+    Raises:
+        InvalidArgumentError: An unknown encoding; a text with nothing visible in it (only control,
+            invisible format or space characters, which all embed to one and the same vector, like an
+            empty text); a request id the A/B layer could not store; an over-long reference, routing
+            key or domain.
+    """
     if request.encoding not in _ENCODINGS:
         raise InvalidArgumentError(
             f"unknown vector encoding {request.encoding}; use VECTOR_ENCODING_PACKED_FLOAT32 or REPEATED_FLOAT"
         )
+    for position, text in enumerate(request.texts):
+        # Empty and blank texts are the engine's to refuse ("texts[i] is empty"); these only look non-empty.
+        if text.strip() and not has_visible_text(text):
+            raise InvalidArgumentError(
+                f"texts[{position}] has no visible character (only control, invisible or space characters); "
+                "every text needs some content"
+            )
+    if request.request_id and not is_valid_request_id(request.request_id):
+        raise InvalidArgumentError(
+            f"request_id {quoted(request.request_id)} is not valid: use 1 to {MAX_REQUEST_ID_CHARS} printable "
+            "ASCII characters without spaces, or leave it empty for the server to choose one"
+        )
+    reference(request.model, "model")
+    if len(request.routing_key) > MAX_ROUTING_KEY_CHARS:
+        raise InvalidArgumentError(f"routing_key is longer than {MAX_ROUTING_KEY_CHARS} characters")
+    check_label("domain", request.domain, MAX_NAME_CHARS)
     return EmbedCall(
         texts=list(request.texts),
         model=request.model,
@@ -67,6 +99,19 @@ def embed_call(request: embedding_pb2.EmbedRequest, timeout_s: float | None) -> 
         timeout_s=timeout_s,
         allow_fallback=request.allow_fallback,
     )
+
+
+def reference(value: str, field: str) -> str:
+    """``value`` if it can be a model reference (id, ``name@version``, ``name@alias``, name) by its length.
+
+    Raises:
+        InvalidArgumentError: It is longer than any reference the registry can hold.
+    """
+    if len(value) > MAX_REFERENCE_CHARS:
+        raise InvalidArgumentError(
+            f"{field} {quoted(value, 40)} is longer than {MAX_REFERENCE_CHARS} characters; no model has such a name"
+        )
+    return value
 
 
 def embed_response(outcome: EmbedOutcome, encoding: int) -> embedding_pb2.EmbedResponse:
@@ -131,9 +176,12 @@ def metadata_message(metadata: EmbeddingModelMetadata) -> registry_pb2.ModelMeta
 
 
 def metadata_from_message(message: registry_pb2.ModelMetadata) -> EmbeddingModelMetadata:
-    """``EmbeddingModelMetadata`` from a proto message (validated by pydantic)."""
+    """``EmbeddingModelMetadata`` from a proto message (validated by pydantic; the registry checks the rest)."""
     if message.format not in _FORMATS_BACK:
-        raise InvalidArgumentError(f"metadata.format must be set; valid: {', '.join(f.value for f in ModelFormat)}")
+        raise InvalidArgumentError(
+            f"metadata.format must be set to a known format ({message.format} is not one); "
+            f"valid: {', '.join(f.value for f in ModelFormat)}"
+        )
     fields: dict[str, Any] = {
         "model_id": message.model_id,
         "model_name": message.model_name,
@@ -147,8 +195,19 @@ def metadata_from_message(message: registry_pb2.ModelMetadata) -> EmbeddingModel
         if getattr(message, name):
             fields[name] = getattr(message, name)
     if message.HasField("created_at"):
-        fields["created_at"] = message.created_at.ToDatetime(tzinfo=UTC)
+        fields["created_at"] = _datetime(message.created_at, "metadata.created_at")
     return validated(EmbeddingModelMetadata, fields)
+
+
+def _datetime(stamp: timestamp_pb2.Timestamp, field: str) -> datetime:
+    # Timestamps outside 0001-01-01..9999-12-31, or with nanos out of range, have no datetime.
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise InvalidArgumentError(
+            f"{field} is not a valid time (seconds {stamp.seconds}, nanos {stamp.nanos}); use one between "
+            "years 1 and 9999"
+        ) from exc
 
 
 def validated(model: type[EmbeddingModelMetadata], fields: dict[str, Any]) -> EmbeddingModelMetadata:
@@ -162,9 +221,31 @@ def validated(model: type[EmbeddingModelMetadata], fields: dict[str, Any]) -> Em
         raise InvalidArgumentError(f"invalid model metadata: {problems}") from exc
 
 
-def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    """A ``google.protobuf.Struct`` as a plain dict."""
-    return json_format.MessageToDict(message)
+def struct_to_dict(message: struct_pb2.Struct, field: str = "options") -> dict[str, Any]:
+    """A ``google.protobuf.Struct`` as a plain dict; numbers stay floats, as JSON has them.
+
+    Raises:
+        InvalidArgumentError: A number is NaN or infinite (nothing stores them, and JSON cannot say
+            them), naming where it is, e.g. ``load_config.additional_config.onnx_threads``.
+    """
+    return {key: _plain(value, f"{field}.{key}") for key, value in message.fields.items()}
+
+
+def _plain(value: struct_pb2.Value, where: str) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "struct_value":
+        return struct_to_dict(value.struct_value, where)
+    if kind == "list_value":
+        return [_plain(item, f"{where}[{index}]") for index, item in enumerate(value.list_value.values)]
+    if kind == "number_value":
+        if not math.isfinite(value.number_value):
+            raise InvalidArgumentError(f"{quoted(where)} is {value.number_value}; numbers must be finite")
+        return value.number_value
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    return None  # null_value, or no kind set
 
 
 def record_message(record: ModelRecord, aliases: Iterable[str] = ()) -> registry_pb2.ModelRecord:
@@ -216,8 +297,16 @@ def model_info(record: ModelRecord, model: EmbeddingModel | None) -> model_pb2.M
 
 
 def format_from_message(value: int) -> ModelFormat | None:
-    """The core format for a proto enum value (None for UNSPECIFIED)."""
-    return _FORMATS_BACK.get(value)
+    """The core format for a proto enum value (None for UNSPECIFIED).
+
+    Raises:
+        InvalidArgumentError: A value the contract does not define (a client built from a newer proto).
+    """
+    if value == registry_pb2.MODEL_FORMAT_UNSPECIFIED:
+        return None
+    if value not in _FORMATS_BACK:
+        raise InvalidArgumentError(f"format {value} is not a known ModelFormat; valid: 0 (any) to {max(_FORMATS_BACK)}")
+    return _FORMATS_BACK[value]
 
 
 _STATUSES = {

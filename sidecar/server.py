@@ -43,6 +43,7 @@ from rag_factory_contract.v1 import (
 )
 from sidecar.access import TokenAccess
 from sidecar.admission import StreamAdmission
+from sidecar.errors import UndecodableRequests
 from sidecar.health import NOT_SERVING, HealthService, ReadinessMonitor
 from sidecar.servicers.ab import ABTestServicer
 from sidecar.servicers.embedding import EmbeddingServicer
@@ -127,7 +128,11 @@ def build_services(settings: SidecarSettings, *, plugins: tuple[object, ...] = (
     engine.add_listener(router.on_served)
     engine.add_failure_listener(router.on_failed)
     rollouts.warm_up = engine.load
-    jobs = JobManager(registry.path)
+    jobs = JobManager(
+        registry.path,
+        max_concurrent_jobs=embedding.max_concurrent_jobs,
+        cancel_grace_s=embedding.job_cancel_grace_s,
+    )
     interrupted = jobs.recover()  # a job "running" before a restart has lost its worker
     if interrupted:
         logger.warning("marked %d job(s) interrupted: %s", len(interrupted), ", ".join(interrupted))
@@ -200,6 +205,8 @@ def build_server(settings: SidecarSettings, services: SidecarServices | None = N
     interceptors.append(
         StreamAdmission(concurrency.max_streams, concurrency.stream_idle_timeout_s, concurrency.stream_max_duration_s)
     )
+    # Last, next to the servicers: a request protobuf cannot decode answers INVALID_ARGUMENT, not INTERNAL.
+    interceptors.append(UndecodableRequests())
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="rpc"),
         options=options,
@@ -220,10 +227,13 @@ def build_server(settings: SidecarSettings, services: SidecarServices | None = N
     registry_pb2_grpc.add_RegistryServiceServicer_to_server(RegistryServicer(services.registry, imports), server)
     ab_pb2_grpc.add_ABTestServiceServicer_to_server(ABTestServicer(services.rollouts, services.router), server)
     job_paths = JobPathPolicy.from_settings(
-        settings.embedding.data_roots, settings.embedding.jobs_dir, settings.embedding.registry_path
+        settings.embedding.data_roots,
+        settings.embedding.jobs_dir,
+        settings.embedding.registry_path,
+        import_roots=settings.embedding.import_roots,
     )
     training_pb2_grpc.add_TrainingServiceServicer_to_server(TrainingServicer(services.jobs, job_paths), server)
-    evaluation_pb2_grpc.add_EvaluationServiceServicer_to_server(EvaluationServicer(services.engine), server)
+    evaluation_pb2_grpc.add_EvaluationServiceServicer_to_server(EvaluationServicer(services.engine, job_paths), server)
     services.health.set_all(("", *SERVICE_NAMES), NOT_SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(services.health, server)
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

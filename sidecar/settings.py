@@ -56,7 +56,19 @@ class EmbeddingSettings(BaseModel):
     )
     data_roots: list[str] = Field(
         default_factory=list,
-        description="Folders StartJob may read datasets from (the bundled datasets are always readable).",
+        description=(
+            "Folders StartJob, Evaluate and CompareRetrieval may read datasets (and a job its base or teacher "
+            "model) from; the bundled datasets are always readable."
+        ),
+    )
+    max_concurrent_jobs: int = Field(
+        default=1, ge=1, description="Fine-tuning jobs running at once; more answer RESOURCE_EXHAUSTED."
+    )
+    job_cancel_grace_s: float = Field(
+        default=60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="A cancelled job's worker still alive after this long is killed (SIGKILL).",
     )
     jobs_dir: str = Field(default="", description="Where jobs write; empty means <registry_path>/jobs.")
     max_artifact_gb: float = Field(

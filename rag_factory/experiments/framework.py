@@ -21,10 +21,12 @@ from rag_factory.errors import (
     InvalidArgumentError,
     NotFoundError,
     describe_choices,
+    quoted,
 )
 from rag_factory.experiments.analysis import Decision, MetricTest, analyze_arms
 from rag_factory.experiments.arms import CANDIDATE, CONTROL, Arm
 from rag_factory.experiments.guardrails import Guardrail, default_guardrails
+from rag_factory.experiments.limits import QUOTE_CHARS
 from rag_factory.experiments.memory_store import InMemoryExperimentStore
 from rag_factory.experiments.results import RecordedOutcome, recorded_outcomes, split_arms
 from rag_factory.experiments.routing import assign_variant
@@ -141,8 +143,8 @@ class ABTestingFramework:
 
     def _not_found(self, test_name: str, state: str) -> NotFoundError:
         return NotFoundError(
-            f"A/B test {test_name!r} {state}; active tests: {describe_choices(self.active_tests)}",
-            test_name=test_name,
+            f"A/B test {quoted(test_name)} {state}; active tests: {describe_choices(self.active_tests)}",
+            test_name=test_name[:QUOTE_CHARS],
         )
 
     def _record(self, test_name: str) -> ExperimentRecord:
@@ -185,14 +187,23 @@ class ABTestingFramework:
             raise self._not_found(test_name, "is not running")
         return assign_variant(test_name, self._salt, config.traffic_split, routing_key, self._rng)
 
-    def record_result(self, test_name: str, model_id: str, metrics: Mapping[str, float]) -> None:
+    def record_result(
+        self, test_name: str, model_id: str, metrics: Mapping[str, float], *, request_id: str | None = None
+    ) -> None:
         """Record one outcome (e.g. ``{"latency": 12.5, "accuracy": 1.0}``) for the model that served it.
+
+        Args:
+            test_name: The test.
+            model_id: Model A or model B of the test.
+            metrics: Metric name -> value.
+            request_id: The request this outcome reports on; the store keeps at most one outcome per id.
 
         Raises:
             NotFoundError: Unknown test.
             FailedPreconditionError: The test is stopped.
             InvalidArgumentError: ``model_id`` is neither A nor B, or a value is not a finite number;
                 nothing is recorded then.
+            AlreadyExistsError: An outcome for ``request_id`` was already recorded; nothing is recorded.
         """
         record, arm = self._writable(test_name, model_id)
         columns: dict[str, FloatArray] = {}
@@ -204,7 +215,7 @@ class ABTestingFramework:
                     test_name=test_name,
                 )
             columns[_metric_name(name)] = np.array([value], dtype=np.float64)
-        self._store.append_results(test_name, _batch(record.config, arm, columns, 1))
+        self._store.append_results(test_name, _batch(record.config, arm, columns, 1), request_id=request_id)
 
     def record_results(
         self, test_name: str, model_id: str, metrics: Mapping[str, ArrayLike], *, count: int | None = None

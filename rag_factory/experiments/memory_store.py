@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from datetime import datetime
 
-from rag_factory.errors import AlreadyExistsError, NotFoundError, describe_choices
+from rag_factory.errors import AlreadyExistsError, NotFoundError, describe_choices, quoted
+from rag_factory.experiments.limits import QUOTE_CHARS
 from rag_factory.experiments.outcome_table import OutcomeTable
 from rag_factory.experiments.store import (
     ExperimentRecord,
@@ -13,6 +14,8 @@ from rag_factory.experiments.store import (
     OutcomeBatch,
     OutcomeColumns,
     RequestAssignment,
+    check_one_outcome,
+    outcome_exists,
 )
 
 
@@ -24,14 +27,15 @@ class InMemoryExperimentStore:
         self._records: dict[str, ExperimentRecord] = {}
         self._tables: dict[str, OutcomeTable] = {}
         self._assignments: dict[str, RequestAssignment] = {}
+        self._reported: set[str] = set()  # request ids that have their one client outcome
         self._rollouts: dict[str, str] = {}
 
     def _record(self, test_name: str) -> ExperimentRecord:
         record = self._records.get(test_name)
         if record is None:
             raise NotFoundError(
-                f"A/B test {test_name!r} is not stored; stored: {describe_choices(self._records)}",
-                test_name=test_name,
+                f"A/B test {quoted(test_name)} is not stored; stored: {describe_choices(self._records)}",
+                test_name=test_name[:QUOTE_CHARS],
             )
         return record
 
@@ -66,10 +70,15 @@ class InMemoryExperimentStore:
 
     # -- outcomes -----------------------------------------------------------------------------------
 
-    def append_results(self, test_name: str, batch: OutcomeBatch) -> None:
-        """Append outcomes to the test's columns."""
+    def append_results(self, test_name: str, batch: OutcomeBatch, *, request_id: str | None = None) -> None:
+        """Append outcomes to the test's columns; with ``request_id``, at most once per id."""
         with self._lock:
             self._record(test_name)
+            if request_id is not None:
+                check_one_outcome(batch)
+                if request_id in self._reported:
+                    raise outcome_exists(request_id)
+                self._reported.add(request_id)
             self._tables[test_name].append(batch)
 
     def load_results(self, test_name: str) -> OutcomeColumns:
@@ -80,10 +89,13 @@ class InMemoryExperimentStore:
 
     # -- request ids and rollout state ---------------------------------------------------------------
 
-    def assign_request(self, assignment: RequestAssignment) -> None:
-        """Remember which arm served a request id (a copy; the same id again replaces it)."""
+    def assign_request(self, assignment: RequestAssignment) -> bool:
+        """Remember which arm served a request id (a copy); False if the id already has an arm."""
         with self._lock:
+            if assignment.request_id in self._assignments:
+                return False
             self._assignments[assignment.request_id] = assignment.model_copy()
+            return True
 
     def find_request(self, request_id: str) -> RequestAssignment | None:
         """The arm that served ``request_id`` (a copy), if an experiment routed it."""

@@ -2,81 +2,57 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Literal
 
 import numpy as np
 import pluggy
-from pydantic import BaseModel, Field, field_validator
+from pydantic import ValidationError
 
-from rag_factory.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError, describe_choices
-from rag_factory.experiments.arms import CANDIDATE, Arm
+from rag_factory.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    UnavailableError,
+    describe_choices,
+    describe_validation_error,
+    quoted,
+)
+from rag_factory.experiments.arm_health import arm_problem
 from rag_factory.experiments.framework import ABTestingFramework
+from rag_factory.experiments.limits import ERROR_METRIC, LATENCY_METRIC, MAX_MINIMUM_SAMPLES, QUOTE_CHARS
+from rag_factory.experiments.rollout_state import (
+    DEFAULT_STEPS,
+    MAX_STEP_DURATION_S,
+    RolloutPlan,
+    RolloutState,
+    RolloutStatus,
+    load_state,
+)
 from rag_factory.experiments.store import ExperimentStore
 from rag_factory.hooks.events import RolloutEvent
 from rag_factory.hooks.manager import notify_safely
 from rag_factory.models.embedding.models import ABTestConfig
 from rag_factory.models.embedding.registry import ModelRegistry
 
+__all__ = [
+    "DEFAULT_STEPS",
+    "MAX_STEP_DURATION_S",
+    "TRACKED_METRICS",
+    "RolloutManager",
+    "RolloutPlan",
+    "RolloutState",
+    "RolloutStatus",
+]
+
 logger = logging.getLogger(__name__)
 
-DEFAULT_STEPS = (0.01, 0.05, 0.10, 0.25, 0.50, 1.0)
 # Metrics the sidecar records for every routed request, plus engagement reported by clients.
-TRACKED_METRICS = ["engagement", "latency_ms", "error"]
-RolloutStatus = Literal["ramping", "promoted", "rolled_back", "stopped"]
-
-
-MAX_STEP_DURATION_S = 366 * 24 * 3600.0  # a year; anything longer is a mistake, not a canary
-
-
-class RolloutPlan(BaseModel):
-    """How a candidate is ramped, and when it is rolled back."""
-
-    steps: list[float] = Field(default_factory=lambda: list(DEFAULT_STEPS), description="Traffic shares to B.")
-    min_samples_per_step: int = Field(default=100, gt=0, description="B requests needed before advancing.")
-    # Finite and bounded: an infinite duration used to be stored as JSON null, which no later load could read.
-    min_step_duration_s: float = Field(
-        default=300.0, ge=0, le=MAX_STEP_DURATION_S, allow_inf_nan=False, description="Time spent on a step."
-    )
-    max_error_rate: float = Field(
-        default=0.02, ge=0, le=1, allow_inf_nan=False, description="B error rate that triggers rollback."
-    )
-    min_error_samples: int = Field(default=20, gt=0, description="B requests before the error rate counts.")
-
-    @field_validator("steps")
-    @classmethod
-    def _check_steps(cls, steps: list[float]) -> list[float]:
-        if not steps or any(not 0 < s <= 1 for s in steps) or steps != sorted(steps) or steps[-1] != 1.0:
-            raise ValueError("steps must rise strictly within (0, 1] and end at 1.0, e.g. [0.05, 0.25, 1.0]")
-        return steps
-
-
-class RolloutState(BaseModel):
-    """Where one rollout stands; stored as JSON so it survives restarts."""
-
-    test_name: str = Field(description="Experiment name.")
-    model_name: str = Field(description="Model name whose alias is being rolled out.")
-    alias: str = Field(description="Alias under test, e.g. 'production'.")
-    model_a_id: str = Field(description="The alias's target when the rollout started (control).")
-    model_b_id: str = Field(description="The candidate.")
-    plan: RolloutPlan = Field(description="Ramp schedule and rollback thresholds.")
-    step_index: int = Field(default=0, description="Index into plan.steps.")
-    step_started_at: float = Field(description="Unix time the current step began.")
-    status: RolloutStatus = Field(default="ramping", description="ramping, promoted, rolled_back or stopped.")
-    reason: str = Field(default="", description="Why the last status change happened.")
-
-    @property
-    def split(self) -> float:
-        """Traffic share of B now."""
-        return 0.0 if self.status in ("rolled_back", "stopped") else self.plan.steps[self.step_index]
-
-    def model_for(self, arm: Arm) -> str:
-        """The model that serves ``arm``: ``model_a_id`` for A, ``model_b_id`` for B."""
-        return self.model_b_id if arm == CANDIDATE else self.model_a_id
+TRACKED_METRICS = ["engagement", LATENCY_METRIC, ERROR_METRIC]
 
 
 class RolloutManager:
@@ -120,13 +96,43 @@ class RolloutManager:
         self.warm_up = warm_up
         self._lock = threading.RLock()
         self._states: dict[str, RolloutState] = {}
+        self._unreadable: set[str] = set()  # logged once each, not on every reload
         self.reload()
 
     def reload(self) -> None:
-        """Re-read experiments and rollout states written by any process."""
+        """Re-read experiments and rollout states written by any process.
+
+        A state that older code stored with a plan today's validation refuses is not an error for
+        every caller: a ramping one is rolled back with the reason (the alias keeps serving the
+        control; its plan, e.g. an "infinite" step that was stored as null, cannot be honoured),
+        and a finished one is rewritten readable. A state that cannot be read at all is skipped,
+        with one error in the log.
+        """
         with self._lock:
             self.framework.reload()
-            self._states = {n: RolloutState.model_validate_json(s) for n, s in self.store.load_rollouts().items()}
+            states: dict[str, RolloutState] = {}
+            salvaged: list[tuple[RolloutState, str]] = []
+            for name, stored in self.store.load_rollouts().items():
+                try:
+                    state, problem = load_state(stored)
+                except ValueError as exc:
+                    if name not in self._unreadable:
+                        self._unreadable.add(name)
+                        logger.error("experiment %s: stored rollout state is unreadable, ignored: %s", name, exc)
+                    continue
+                states[name] = state
+                if problem:
+                    salvaged.append((state, problem))
+            self._states = states
+            for state, problem in salvaged:
+                self._repair(state, problem)
+
+    def _repair(self, state: RolloutState, problem: str) -> None:
+        logger.warning("experiment %s: stored rollout state was invalid (%s)", state.test_name, problem)
+        if state.status == "ramping":
+            self._end(state, "rolled_back", f"stored rollout state was invalid ({problem}); rolled back")
+        else:
+            self.store.save_rollout(state.test_name, state.model_dump_json())
 
     def states(self) -> list[RolloutState]:
         """Every rollout, running or finished."""
@@ -143,8 +149,8 @@ class RolloutManager:
             found = self._states.get(test_name)
         if found is None:
             raise NotFoundError(
-                f"experiment {test_name!r} does not exist; experiments: {describe_choices(self._states)}",
-                test_name=test_name,
+                f"experiment {quoted(test_name)} does not exist; experiments: {describe_choices(self._states)}",
+                test_name=test_name[:QUOTE_CHARS],
             )
         return found
 
@@ -174,13 +180,12 @@ class RolloutManager:
             ModelDeprecatedError: A or B is deprecated.
             FailedPreconditionError: Another experiment is running on the same alias.
             AlreadyExistsError: The experiment name is taken.
-            InvalidArgumentError: A split outside [0, 1], a threshold outside (0, 1), or B is the same model as A.
+            InvalidArgumentError: A bad name, a split outside [0, 1], a threshold outside (0, 1),
+                ``minimum_samples`` outside [1, 10,000,000], B the same model as A, or an arm that is
+                not a version of ``model_name`` (it could never be promoted to its alias).
         """
         plan = plan or RolloutPlan()
-        if initial_split is not None and not 0.0 <= initial_split <= 1.0:
-            raise InvalidArgumentError(f"traffic split must be within [0, 1], got {initial_split}")
-        if not 0.0 < statistical_threshold < 1.0:  # also refuses NaN, which compares false to everything
-            raise InvalidArgumentError(f"statistical_threshold must be within (0, 1), got {statistical_threshold}")
+        _check_start_arguments(test_name, minimum_samples, statistical_threshold, initial_split)
         with self._lock:
             self.reload()
             running = self.active_for(model_name, alias)
@@ -195,15 +200,22 @@ class RolloutManager:
                 self.registry.resolve(model_a.model_id)  # raises ModelDeprecatedError with the reason
             model_b = self.registry.resolve(candidate)
             if model_b.model_id == model_a.model_id:
-                raise InvalidArgumentError(f"{candidate!r} is already what {model_name}@{alias} points to")
+                raise InvalidArgumentError(f"{quoted(candidate)} is already what {model_name}@{alias} points to")
+            for arm, record in (("control", model_a), ("candidate", model_b)):
+                if record.metadata.model_name != model_name:
+                    raise InvalidArgumentError(
+                        f"{arm} {record.model_id!r} is a version of {record.metadata.model_name!r}, not of "
+                        f"{model_name!r}: an experiment compares versions of one model, and promotes one to its alias",
+                        model_id=record.model_id,
+                    )
             split = plan.steps[0] if initial_split is None else initial_split
             if self.warm_up is not None:
                 try:
                     self.warm_up(model_b.model_id)
                 except Exception as exc:  # the canary's error guardrail deals with a broken candidate
                     logger.warning("candidate %s failed to warm up: %s", model_b.model_id, exc)
-            self.framework.start_test(
-                ABTestConfig(
+            try:
+                config = ABTestConfig(
                     test_name=test_name,
                     model_a_id=model_a.model_id,
                     model_b_id=model_b.model_id,
@@ -212,7 +224,9 @@ class RolloutManager:
                     metrics_to_track=list(TRACKED_METRICS),
                     statistical_threshold=statistical_threshold,
                 )
-            )
+            except ValidationError as exc:
+                raise InvalidArgumentError(f"invalid experiment: {describe_validation_error(exc)}") from exc
+            self.framework.start_test(config)
             state = RolloutState(
                 test_name=test_name,
                 model_name=model_name,
@@ -245,20 +259,29 @@ class RolloutManager:
         """B's error rate and error-sample count, and B's served requests, since the current step began."""
         columns = self.store.load_results(state.test_name)
         in_step = columns.is_b & (columns.timestamps >= state.step_started_at)
-        errors = columns.metrics.get("error")
+        errors = columns.metrics.get(ERROR_METRIC)
         with_error = in_step & ~np.isnan(errors) if errors is not None else np.zeros(len(columns), dtype=bool)
         error_samples = int(with_error.sum())
         error_rate = float(errors[with_error].mean()) if errors is not None and error_samples else 0.0
-        latency = columns.metrics.get("latency_ms")
+        latency = columns.metrics.get(LATENCY_METRIC)
         served = in_step & ~np.isnan(latency) if latency is not None else in_step
         return error_rate, error_samples, int(served.sum())
 
     def tick(self, test_name: str) -> RolloutState:
-        """Check one ramping rollout: roll back on a breach, advance or promote when a step is done."""
+        """Check one ramping rollout: end it when an arm broke, roll back on a breach, advance or promote.
+
+        An arm that can no longer serve ends the experiment first (see
+        :mod:`rag_factory.experiments.arm_health`): a broken candidate is rolled back, a broken
+        control or a moved alias stops it. A promotion that fails rolls the candidate back instead
+        of failing again on every tick (a busy database is retried).
+        """
         with self._lock:
             state = self.state(test_name)
             if state.status != "ramping":
                 return state
+            problem = arm_problem(self.registry, state.model_name, state.alias, state.model_a_id, state.model_b_id)
+            if problem is not None:
+                return self._end(state, problem.ending, problem.reason)
             error_rate, error_samples, samples = self._step_figures(state)
             if error_samples >= state.plan.min_error_samples and error_rate > state.plan.max_error_rate:
                 limit = state.plan.max_error_rate
@@ -279,17 +302,41 @@ class RolloutManager:
             if samples < state.plan.min_samples_per_step or held < state.plan.min_step_duration_s:
                 return state
             if state.step_index + 1 >= len(state.plan.steps):
-                return self.promote(test_name, f"all steps passed; last step held {held:.0f} s with {samples} samples")
+                return self._promote_or_roll_back(
+                    state, f"all steps passed; last step held {held:.0f} s with {samples} samples"
+                )
             return self._advance(state, state.step_index + 1, f"step passed with {samples} candidate requests")
+
+    def _promote_or_roll_back(self, state: RolloutState, reason: str) -> RolloutState:
+        try:
+            return self.promote(state.test_name, reason)
+        except UnavailableError:
+            raise  # the database was busy: the next tick promotes
+        except Exception as exc:  # it would fail the same way on every tick, with users still split
+            logger.warning("experiment %s: promotion failed", state.test_name, exc_info=True)
+            failure = f"{type(exc).__name__}: {exc}"[: QUOTE_CHARS * 3]
+            return self._end(state, "rolled_back", f"promotion failed ({failure}); rolled back")
 
     def _minimum(self, test_name: str) -> int:
         config = self.framework.active_tests.get(test_name)
         return config.minimum_samples if config is not None else 1
 
     def tick_all(self) -> list[RolloutState]:
-        """Reload, then tick every ramping rollout (the sidecar calls this periodically)."""
+        """Reload, then tick every ramping rollout (the sidecar calls this periodically).
+
+        One experiment whose check fails (logged; retried on the next call) does not keep the others
+        from being checked. Returns the states of the rollouts that were checked.
+        """
         self.reload()
-        return [self.tick(s.test_name) for s in self.states() if s.status == "ramping"]
+        checked: list[RolloutState] = []
+        for state in self.states():
+            if state.status != "ramping":
+                continue
+            try:
+                checked.append(self.tick(state.test_name))
+            except Exception:
+                logger.exception("experiment %s: checking the rollout failed", state.test_name)
+        return checked
 
     def _advance(self, state: RolloutState, index: int, reason: str) -> RolloutState:
         state.step_index = index
@@ -326,31 +373,72 @@ class RolloutManager:
         with self._lock:
             state = self._ramping(test_name)
             self.registry.set_alias(state.model_name, state.alias, state.model_b_id)
-            self.framework.stop_test(test_name)
+            self._stop_test(test_name)
             state.status = "promoted"
             self._save(state, "promoted", reason)
             return state
 
     def rollback(self, test_name: str, reason: str = "rolled back by hand") -> RolloutState:
-        """Send no more traffic to B; after a promotion, move the alias back to A."""
+        """Send no more traffic to B; after a promotion, move the alias back to A.
+
+        Raises:
+            NotFoundError: No rollout of that name.
+            FailedPreconditionError: It is already rolled back or stopped.
+            InvalidArgumentError: ``reason`` is not one line of at most 500 printable characters (it is
+                stored, and returned with the experiment ever after).
+        """
+        if len(reason) > MAX_REASON_CHARS or not reason.isprintable():
+            raise InvalidArgumentError(
+                f"reason {quoted(reason)} is not valid: use one line of at most {MAX_REASON_CHARS} printable characters"
+            )
         with self._lock:
             state = self.state(test_name)
-            if state.status == "ramping":
-                self.framework.gradual_rollout(test_name, 0.0)
-                self.framework.stop_test(test_name)
-            elif state.status == "promoted":
+            if state.status == "promoted":
                 self.registry.rollback(state.model_name, state.alias)
-            else:
+            elif state.status != "ramping":
                 raise FailedPreconditionError(f"experiment {test_name!r} is already {state.status}")
-            state.status = "rolled_back"
-            self._save(state, "rolled_back", reason)
-            return state
+            return self._end(state, "rolled_back", reason)
 
-    def stop(self, test_name: str) -> RolloutState:
+    def stop(self, test_name: str, reason: str = "stopped by hand") -> RolloutState:
         """End the experiment without changing the alias."""
         with self._lock:
-            state = self._ramping(test_name)
+            return self._end(self._ramping(test_name), "stopped", reason)
+
+    def _end(self, state: RolloutState, status: RolloutStatus, reason: str) -> RolloutState:
+        """Record ``status``; a ramping experiment first stops routing (B's share drops to 0)."""
+        if state.status == "ramping":
+            # NotFoundError: the test is not running (stopped by another process), nothing goes to B.
+            with contextlib.suppress(NotFoundError):
+                self.framework.gradual_rollout(state.test_name, 0.0)
+            self._stop_test(state.test_name)
+        state.status = status
+        self._save(state, status, reason)
+        return state
+
+    def _stop_test(self, test_name: str) -> None:
+        # NotFoundError: already stopped, e.g. by another process between its write and our reload.
+        with contextlib.suppress(NotFoundError):
             self.framework.stop_test(test_name)
-            state.status = "stopped"
-            self._save(state, "stopped", "stopped by hand")
-            return state
+
+
+MAX_NAME_CHARS = 200  # as ABTestConfig.test_name
+MAX_REASON_CHARS = 500
+
+
+def _check_start_arguments(
+    test_name: str, minimum_samples: int, statistical_threshold: float, initial_split: float | None
+) -> None:
+    """Refuse what no experiment can be started with, before anything is looked up."""
+    if not 0 < len(test_name) <= MAX_NAME_CHARS or not test_name.isprintable() or test_name != test_name.strip():
+        raise InvalidArgumentError(
+            f"experiment name {quoted(test_name)} is not valid: use 1 to {MAX_NAME_CHARS} printable characters, "
+            "without leading or trailing spaces"
+        )
+    if isinstance(minimum_samples, bool) or not 1 <= minimum_samples <= MAX_MINIMUM_SAMPLES:
+        raise InvalidArgumentError(
+            f"minimum_samples must be within [1, {MAX_MINIMUM_SAMPLES:,}], got {minimum_samples}"
+        )
+    if not 0.0 < statistical_threshold < 1.0:  # also refuses NaN, which compares false to everything
+        raise InvalidArgumentError(f"statistical_threshold must be within (0, 1), got {statistical_threshold}")
+    if initial_split is not None and not 0.0 <= initial_split <= 1.0:
+        raise InvalidArgumentError(f"traffic split must be within [0, 1], got {initial_split}")

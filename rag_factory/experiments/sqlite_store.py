@@ -8,14 +8,16 @@ replica and the CLI see the same data without re-reading everything.
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from rag_factory.errors import AlreadyExistsError, NotFoundError, describe_choices
+from rag_factory.errors import AlreadyExistsError, NotFoundError, describe_choices, quoted
 from rag_factory.experiments.arms import CANDIDATE, arm_of
+from rag_factory.experiments.limits import QUOTE_CHARS
 from rag_factory.experiments.outcome_table import OutcomeTable
 from rag_factory.experiments.store import (
     ExperimentRecord,
@@ -23,6 +25,8 @@ from rag_factory.experiments.store import (
     OutcomeBatch,
     OutcomeColumns,
     RequestAssignment,
+    check_one_outcome,
+    outcome_exists,
 )
 from rag_factory.storage.sqlite import SQLiteDatabase
 
@@ -54,6 +58,12 @@ MIGRATIONS = (
             test_name TEXT PRIMARY KEY,
             state TEXT NOT NULL
         )""",
+    ),
+    (
+        # The request id a client reported an outcome for (NULL for outcomes the server measured):
+        # unique, so a request counts once even when two reports race, in any number of processes.
+        "ALTER TABLE ab_outcomes ADD COLUMN request_id TEXT",
+        "CREATE UNIQUE INDEX ab_outcomes_request ON ab_outcomes (request_id) WHERE request_id IS NOT NULL",
     ),
 )
 
@@ -115,13 +125,20 @@ class SQLiteExperimentStore(SQLiteDatabase):
     def _not_found(self, test_name: str) -> NotFoundError:
         names = [row[0] for row in self._connection().execute("SELECT test_name FROM ab_experiments")]
         return NotFoundError(
-            f"A/B test {test_name!r} is not stored; stored: {describe_choices(names)}", test_name=test_name
+            f"A/B test {quoted(test_name)} is not stored; stored: {describe_choices(names)}",
+            test_name=test_name[:QUOTE_CHARS],
         )
 
     # -- outcomes -----------------------------------------------------------------------------------
 
-    def append_results(self, test_name: str, batch: OutcomeBatch) -> None:
-        """Append outcomes atomically; they are on disk when this returns."""
+    def append_results(self, test_name: str, batch: OutcomeBatch, *, request_id: str | None = None) -> None:
+        """Append outcomes atomically; they are on disk when this returns.
+
+        With ``request_id`` (one outcome), the row carries the id and the unique index refuses a
+        second one for it: ``AlreadyExistsError``, nothing stored.
+        """
+        if request_id is not None:
+            check_one_outcome(batch)
         names = list(batch.metrics)
         columns = [np.asarray(batch.metrics[n], dtype=float) for n in names]
         rows = []
@@ -134,14 +151,22 @@ class SQLiteExperimentStore(SQLiteDatabase):
                     float(batch.timestamps[i]),
                     float(batch.splits[i]),
                     json.dumps(metrics),
+                    request_id,
                 )
             )
         with self._write() as conn:
             if not conn.execute("SELECT 1 FROM ab_experiments WHERE test_name = ?", (test_name,)).fetchone():
                 raise self._not_found(test_name)
-            conn.executemany(
-                "INSERT INTO ab_outcomes (test_name, is_b, ts, split, metrics) VALUES (?, ?, ?, ?, ?)", rows
-            )
+            try:
+                conn.executemany(
+                    "INSERT INTO ab_outcomes (test_name, is_b, ts, split, metrics, request_id) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except sqlite3.IntegrityError as exc:
+                if request_id is None:
+                    raise
+                raise outcome_exists(request_id) from exc  # the unique index on request_id
 
     def load_results(self, test_name: str) -> OutcomeColumns:
         """Every outcome so far, from the cache after pulling rows appended since the last read."""
@@ -182,11 +207,12 @@ class SQLiteExperimentStore(SQLiteDatabase):
 
     # -- request ids and rollout state ---------------------------------------------------------------
 
-    def assign_request(self, assignment: RequestAssignment) -> None:
-        """Remember which arm served a request id."""
+    def assign_request(self, assignment: RequestAssignment) -> bool:
+        """Remember which arm served a request id; False (nothing changed) if the id already has one."""
         with self._write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO ab_requests (request_id, test_name, variant, model_id, created_at) "
+            cursor = conn.execute(
+                # OR IGNORE: the first assignment wins, so a reused id cannot move a request to another arm.
+                "INSERT OR IGNORE INTO ab_requests (request_id, test_name, variant, model_id, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
                 (
                     assignment.request_id,
@@ -196,6 +222,7 @@ class SQLiteExperimentStore(SQLiteDatabase):
                     datetime.now(UTC).timestamp(),
                 ),
             )
+            return cursor.rowcount == 1
 
     def find_request(self, request_id: str) -> RequestAssignment | None:
         """The arm that served ``request_id``, if an experiment routed it."""

@@ -12,7 +12,9 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, Field
 
 from rag_factory.arrays import FloatArray
+from rag_factory.errors import AlreadyExistsError, InvalidArgumentError, quoted
 from rag_factory.experiments.arms import Arm
+from rag_factory.experiments.limits import MAX_REQUEST_ID_CHARS
 from rag_factory.models.embedding.models import ABTestConfig
 
 ExperimentStatus = Literal["running", "stopped"]
@@ -96,16 +98,25 @@ class ExperimentStore(Protocol):
         """Change the lifecycle status (``at`` is recorded as ``stopped_at`` when stopping)."""
         ...
 
-    def append_results(self, test_name: str, batch: OutcomeBatch) -> None:
-        """Append outcomes atomically (all or none); raise ``NotFoundError`` for an unknown test."""
+    def append_results(self, test_name: str, batch: OutcomeBatch, *, request_id: str | None = None) -> None:
+        """Append outcomes atomically (all or none); raise ``NotFoundError`` for an unknown test.
+
+        With ``request_id`` the batch is the one outcome a client reported for that request: a second
+        one for the same id raises ``AlreadyExistsError`` and stores nothing, even when two calls race
+        (the check and the append are one atomic step).
+        """
         ...
 
     def load_results(self, test_name: str) -> OutcomeColumns:
         """Every outcome so far (empty columns when there is none); ``NotFoundError`` if unknown."""
         ...
 
-    def assign_request(self, assignment: RequestAssignment) -> None:
-        """Remember which arm served a request id; a second assignment of the same id replaces the first."""
+    def assign_request(self, assignment: RequestAssignment) -> bool:
+        """Remember which arm served a request id; False (and nothing stored) if the id already has one.
+
+        The first assignment wins: a client that reuses a request id cannot move an earlier request,
+        and the outcome it reported, to another arm.
+        """
         ...
 
     def find_request(self, request_id: str) -> RequestAssignment | None:
@@ -119,3 +130,17 @@ class ExperimentStore(Protocol):
     def load_rollouts(self) -> dict[str, str]:
         """Every stored rollout state (JSON), by experiment name."""
         ...
+
+
+def check_one_outcome(batch: OutcomeBatch) -> None:
+    """Refuse a batch of other than one outcome where a request id names it (stores call this)."""
+    if len(batch) != 1:
+        raise InvalidArgumentError(f"an outcome reported for a request id is one outcome, got {len(batch)}")
+
+
+def outcome_exists(request_id: str) -> AlreadyExistsError:
+    """The error for a second outcome reported for ``request_id`` (stores raise it)."""
+    return AlreadyExistsError(
+        f"an outcome for request id {quoted(request_id)} was already recorded; each request counts once",
+        request_id=request_id[:MAX_REQUEST_ID_CHARS],
+    )

@@ -10,11 +10,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from rag_factory.errors import FailedPreconditionError, NotFoundError, describe_choices
+from rag_factory.errors import FailedPreconditionError, NotFoundError, describe_choices, quoted
 from rag_factory.storage.sqlite import SQLiteDatabase
 
 JobStatus = Literal["pending", "running", "cancelling", "succeeded", "failed", "cancelled", "interrupted"]
 FINISHED: tuple[JobStatus, ...] = ("succeeded", "failed", "cancelled", "interrupted")
+ACTIVE: tuple[JobStatus, ...] = ("pending", "running", "cancelling")
+# SQLite integers are signed 64-bit; a client's uint64 ``after_sequence`` may be larger.
+MAX_SEQUENCE = 2**63 - 1
 
 MIGRATIONS = (
     (
@@ -89,7 +92,9 @@ class SQLiteJobStore(SQLiteDatabase):
         row = self._connection().execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         if row is None:
             known = [r[0] for r in self._connection().execute("SELECT job_id FROM jobs ORDER BY created_at DESC")]
-            raise NotFoundError(f"job {job_id!r} does not exist; jobs: {describe_choices(known)}", job_id=job_id)
+            raise NotFoundError(
+                f"job {quoted(job_id)} does not exist; jobs: {describe_choices(known)}", job_id=job_id[:80]
+            )
         return JobRecord(
             job_id=row["job_id"], kind=row["kind"], spec=json.loads(row["spec"]), status=row["status"],
             pid=row["pid"], result=json.loads(row["result"]) if row["result"] else None, error=row["error"],
@@ -100,6 +105,13 @@ class SQLiteJobStore(SQLiteDatabase):
         """Every job, newest first."""
         ids = [r[0] for r in self._connection().execute("SELECT job_id FROM jobs ORDER BY created_at DESC")]
         return [self.get(job_id) for job_id in ids]
+
+    def active_jobs(self) -> list[JobRecord]:
+        """Jobs that have not finished (pending, running or cancelling), oldest first."""
+        rows = self._connection().execute(
+            f"SELECT job_id FROM jobs WHERE status IN ({', '.join('?' * len(ACTIVE))}) ORDER BY created_at", ACTIVE
+        )
+        return [self.get(r[0]) for r in rows.fetchall()]
 
     def set_status(
         self,
@@ -115,7 +127,7 @@ class SQLiteJobStore(SQLiteDatabase):
         with self._write() as conn:
             row = conn.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
             if row is None:
-                raise NotFoundError(f"job {job_id!r} does not exist", job_id=job_id)
+                raise NotFoundError(f"job {quoted(job_id)} does not exist", job_id=job_id[:80])
             if only_from is not None and row[0] not in only_from:
                 return False
             conn.execute(
@@ -131,8 +143,8 @@ class SQLiteJobStore(SQLiteDatabase):
         Raises:
             FailedPreconditionError: The job has already finished.
         """
-        if not self.set_status(job_id, "cancelling", only_from=("pending", "running", "cancelling")):
-            raise FailedPreconditionError(f"job {job_id!r} has already finished ({self.get(job_id).status})")
+        if not self.set_status(job_id, "cancelling", only_from=ACTIVE):
+            raise FailedPreconditionError(f"job {quoted(job_id)} has already finished ({self.get(job_id).status})")
         return self.get(job_id)
 
     def append_event(self, job_id: str, event: dict[str, Any]) -> int:
@@ -149,9 +161,9 @@ class SQLiteJobStore(SQLiteDatabase):
         return sequence
 
     def events_after(self, job_id: str, sequence: int) -> list[tuple[int, dict[str, Any]]]:
-        """Events with a sequence number above ``sequence``, in order."""
+        """Events with a sequence number above ``sequence``, in order (none above :data:`MAX_SEQUENCE`)."""
         rows = self._connection().execute(
             "SELECT sequence, event FROM job_events WHERE job_id = ? AND sequence > ? ORDER BY sequence",
-            (job_id, sequence),
+            (job_id, min(max(sequence, 0), MAX_SEQUENCE)),
         )
         return [(int(r[0]), json.loads(r[1])) for r in rows]

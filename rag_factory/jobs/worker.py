@@ -33,7 +33,13 @@ def main(job_id: str, registry_path: Path) -> int:
             cancel.set()
 
     if not store.set_status(job_id, "running", pid=os.getpid(), only_from=("pending",)):
-        return 1
+        # Cancelled before this worker got going: say so, or the job would stay "cancelling".
+        if store.get(job_id).status != "cancelling":
+            return 1
+        # The event first, as on every path: a watcher that sees the final status has every event.
+        store.append_event(job_id, {"kind": "cancelled", "message": "cancelled before it started"})
+        store.set_status(job_id, "cancelled", error="cancelled before it started", only_from=("cancelling",))
+        return 0
     try:
         result = JOB_KINDS[job.kind].run(job.spec, registry_path, emit, cancel)
     except TrainingCancelledError as exc:

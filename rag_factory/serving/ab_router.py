@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 
 from rag_factory.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from rag_factory.experiments.arms import arm_of, arm_of_served_variant, served_variant
+from rag_factory.experiments.limits import (
+    ERROR_METRIC,
+    LATENCY_METRIC,
+    check_client_metrics,
+    check_new_metric_names,
+    check_request_id,
+    is_valid_request_id,
+)
 from rag_factory.experiments.rollout import RolloutManager
 from rag_factory.experiments.store import RequestAssignment
 from rag_factory.models.embedding.registry import PRODUCTION
@@ -77,18 +84,18 @@ class ABRouter:
         model_id = state.model_for(arm)
         # The assignment is stored first: the response carries the experiment's name, so a client
         # reporting its outcome must get "experiment ended" rather than "never served" when the
-        # rollout stops the experiment between routing and this call.
-        self.rollouts.store.assign_request(
-            RequestAssignment(
-                request_id=outcome.request_id,
-                test_name=served.experiment,
-                arm=arm,
-                model_id=model_id,
+        # rollout stops the experiment between routing and this call. A client-chosen id that is
+        # not a valid request id is not stored (RecordOutcome refuses it anyway): a megabyte id
+        # must not grow the database. The request's latency still counts.
+        if is_valid_request_id(outcome.request_id):
+            assignment = RequestAssignment(
+                request_id=outcome.request_id, test_name=served.experiment, arm=arm, model_id=model_id
             )
-        )
+            if not self.rollouts.store.assign_request(assignment):
+                logger.debug("request id %s was already assigned; the first assignment stands", outcome.request_id)
         try:
             self.rollouts.framework.record_result(
-                served.experiment, model_id, {"latency_ms": outcome.total_ms, "error": float(served.fallback)}
+                served.experiment, model_id, {LATENCY_METRIC: outcome.total_ms, ERROR_METRIC: float(served.fallback)}
             )
         except (NotFoundError, FailedPreconditionError):
             logger.debug("experiment %s ended while request %s was served", served.experiment, outcome.request_id)
@@ -100,18 +107,26 @@ class ABRouter:
             return
         try:
             model_id = self.rollouts.state(route.experiment).model_for(arm)
-            self.rollouts.framework.record_result(route.experiment, model_id, {"error": 1.0})
+            self.rollouts.framework.record_result(route.experiment, model_id, {ERROR_METRIC: 1.0})
         except (NotFoundError, FailedPreconditionError):
             logger.debug("experiment %s ended while a request for %s failed", route.experiment, route.model)
 
     def record_outcome(self, request_id: str, metrics: Mapping[str, float]) -> RequestAssignment:
         """Record client-reported outcomes (engagement, accuracy, ...) for the arm that served a request.
 
+        Each request counts once, and only with metrics the client can know: see
+        :mod:`rag_factory.experiments.limits` for the bounds.
+
         Raises:
+            InvalidArgumentError: A bad request id; a server-measured metric (``latency_ms``,
+                ``error``); a bad metric name, too many metrics, or a value that is not finite or
+                is out of bounds. Nothing is recorded.
             NotFoundError: The request id was not routed by any experiment.
+            AlreadyExistsError: An outcome for this request id was already recorded; nothing is recorded.
             FailedPreconditionError: The experiment that routed it has ended; nothing is recorded.
-            InvalidArgumentError: A value is not finite.
         """
+        check_request_id(request_id)
+        checked = check_client_metrics(metrics)
         assignment = self.rollouts.store.find_request(request_id)
         if assignment is None:
             raise NotFoundError(
@@ -119,11 +134,12 @@ class ABRouter:
                 "report outcomes with the request_id of an embedding response",
                 request_id=request_id,
             )
-        bad = [name for name, value in metrics.items() if not math.isfinite(value)]
-        if bad:
-            raise InvalidArgumentError(f"outcome metrics must be finite numbers; not finite: {', '.join(bad)}")
         try:
-            self.rollouts.framework.record_result(assignment.test_name, assignment.model_id, dict(metrics))
+            known = self.rollouts.store.load_results(assignment.test_name).metrics
+            check_new_metric_names(checked, known)
+            self.rollouts.framework.record_result(
+                assignment.test_name, assignment.model_id, checked, request_id=request_id
+            )
         except FailedPreconditionError as exc:
             raise FailedPreconditionError(
                 f"request {request_id!r} was served by A/B test {assignment.test_name!r}, which has ended; "

@@ -7,7 +7,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -69,6 +70,47 @@ class EmbedCall:
     allow_fallback: bool = False
 
 
+class Cancellation:
+    """A caller's way to say that it left: its queued work is dropped, never computed.
+
+    A transport creates one per call (or stream) and calls :meth:`cancel` when the client goes away;
+    a gRPC servicer registers it with ``context.add_callback(cancellation.cancel)``, which gRPC also
+    calls after a normal end (harmless then). Thread-safe; ``cancel`` is idempotent.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._futures: set[concurrent.futures.Future[BatchOutput]] = set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancelled
+
+    def cancel(self) -> None:
+        """Drop the caller's queued work; a forward pass already running finishes, unused."""
+        with self._lock:
+            self._cancelled = True
+            futures = list(self._futures)
+        for future in futures:
+            future.cancel()  # False once its batch runs: a forward pass is not interrupted
+
+    @contextmanager
+    def watching(self, future: concurrent.futures.Future[BatchOutput]) -> Iterator[None]:
+        """Cancel ``future`` if the caller leaves while inside this block (at once if it has left)."""
+        with self._lock:
+            self._futures.add(future)
+            cancelled = self._cancelled
+        if cancelled:
+            future.cancel()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._futures.discard(future)
+
+
 @dataclass(frozen=True)
 class Route:
     """Where a router sends a request."""
@@ -119,6 +161,15 @@ class EmbedOutcome:
     inference_ms: float
     total_ms: float
     batch_texts: int
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One call on its way through the engine, with its absolute deadline (``time.monotonic()``)."""
+
+    call: EmbedCall
+    deadline: float | None
+    cancellation: Cancellation | None
 
 
 # After a failed load, requests fail (or go straight to the fallback) for this long before a retry.
@@ -190,25 +241,35 @@ class EmbeddingEngine:
 
     # -- requests ---------------------------------------------------------------------------------
 
-    def embed(self, call: EmbedCall) -> EmbedOutcome:
+    def embed(self, call: EmbedCall, *, cancellation: Cancellation | None = None) -> EmbedOutcome:
         """Embed the texts of one call.
+
+        Work whose deadline (``call.timeout_s`` from now) passes, or whose caller cancels through
+        ``cancellation``, is dropped from the model's queue and never computed.
+
+        Args:
+            call: The request.
+            cancellation: Lets the transport say that the caller left (None: it cannot).
 
         Raises:
             InvalidArgumentError: The texts break a limit.
             ModelNotFoundError, AliasNotFoundError: The reference does not resolve.
             ModelDeprecatedError: The version is deprecated.
-            ResourceExhaustedError: The model's queue is full.
-            DeadlineExceededError: The call's deadline passed.
+            ResourceExhaustedError: The model's queue is full, or too long for the call's deadline.
+            DeadlineExceededError: The call's deadline passed, or its caller cancelled it.
             FallbackRefusedError: The routed model failed and the call did not allow a fallback.
             ModelLoadError: Neither the routed nor the fallback model could serve.
         """
         started = time.perf_counter()
+        deadline = None if call.timeout_s is None else time.monotonic() + call.timeout_s
+        self._check_still_wanted(call, cancellation)
         check_texts(call.texts, self.limits)
         requested = call.model or self.default_model
         route = self.router.route(requested, call.routing_key)
         record = self.registry.resolve(route.model)
+        run = _Run(call, deadline, cancellation)
         try:
-            model, output = self._run(record, call)
+            model, output = self._run(record, run)
             served = self._served_by(record, model, call, route)
         except _CLIENT_ERRORS + (DeadlineExceededError, BatcherClosedError):
             raise
@@ -222,7 +283,7 @@ class EmbeddingEngine:
                 raise _refused(call, route, record, fallback, reason) from exc
             logger.warning("model %s failed (%s); serving %s instead", record.model_id, reason, fallback.model_id)
             self.metrics.fallbacks.labels(requested, fallback.model_id, type(exc).__name__).inc()
-            model, output = self._run(fallback, call)
+            model, output = self._run(fallback, run)
             served = self._served_by(fallback, model, call, route, fallback_reason=reason)
         outcome = EmbedOutcome(
             vectors=output.vectors,
@@ -235,6 +296,19 @@ class EmbeddingEngine:
         )
         self._observe(outcome, call)
         return outcome
+
+    def _check_still_wanted(self, call: EmbedCall, cancellation: Cancellation | None) -> None:
+        """Refuse a call whose client has given up before the server could start it.
+
+        A call waits for a server thread (behind other calls) before it gets here; by then its
+        deadline may have passed. (No model label: nothing is resolved for a call that is not served.)
+        """
+        if call.timeout_s is not None and call.timeout_s <= 0:
+            self.metrics.shed.labels("", "expired").inc()
+            raise DeadlineExceededError("the call's deadline passed before the server could start it; retry")
+        if cancellation is not None and cancellation.cancelled:
+            self.metrics.shed.labels("", "cancelled").inc()
+            raise DeadlineExceededError("the call was cancelled by its client before it was computed")
 
     def add_listener(self, listener: Callable[[EmbedOutcome, EmbedCall], None]) -> None:
         """Call ``listener`` after every served request (the A/B layer records latency this way)."""
@@ -252,32 +326,59 @@ class EmbeddingEngine:
             except Exception:
                 logger.exception("an embedding failure listener failed")
 
-    def _run(self, record: ModelRecord, call: EmbedCall) -> tuple[EmbeddingModel, BatchOutput]:
+    def _run(self, record: ModelRecord, run: _Run) -> tuple[EmbeddingModel, BatchOutput]:
         batcher = self._batcher(record)
-        texts = self._preprocess(call, record.model_id)
+        texts = self._preprocess(run.call, record.model_id)
+        batcher, future = self._submit(record, batcher, texts, run.deadline)
+        self.metrics.queue_depth.labels(record.model_id).set(batcher.depth())
+        output = self._wait(record, future, run)
+        self.metrics.batch_texts.labels(record.model_id).observe(output.batch_texts)
+        return batcher.model, output
+
+    def _submit(
+        self, record: ModelRecord, batcher: MicroBatcher, texts: list[str], deadline: float | None
+    ) -> tuple[MicroBatcher, concurrent.futures.Future[BatchOutput]]:
+        """Queue ``texts`` on ``record``'s batcher, or refuse at once (full queue, passed deadline)."""
         for _ in range(_EVICTED_RETRIES):
             try:
-                future = batcher.submit(texts)
-                break
+                return batcher, batcher.submit(texts, deadline=deadline)
             except BatcherClosedError:
                 if self._closed:
                     raise
                 # Evicted between the lookup and the submit: look it up (and load it) again.
                 batcher = self._batcher(record)
-        else:
-            raise UnavailableError(
-                f"model {record.model_id!r} keeps being evicted from the model cache; retry, "
-                "or raise the cache's memory budget"
-            )
-        self.metrics.queue_depth.labels(record.model_id).set(batcher.depth())
+            except ResourceExhaustedError as exc:
+                self.metrics.shed.labels(record.model_id, exc.metadata.get("cause", "queue_full")).inc()
+                raise
+            except DeadlineExceededError:  # loading the model took the time that was left
+                self.metrics.shed.labels(record.model_id, "expired").inc()
+                raise
+        raise UnavailableError(
+            f"model {record.model_id!r} keeps being evicted from the model cache; retry, "
+            "or raise the cache's memory budget"
+        )
+
+    def _wait(self, record: ModelRecord, future: concurrent.futures.Future[BatchOutput], run: _Run) -> BatchOutput:
+        """The batch output of ``future``; a caller that times out or leaves takes its work off the queue."""
+        timeout = None if run.deadline is None else max(0.0, run.deadline - time.monotonic())
         try:
-            output = future.result(timeout=call.timeout_s)
+            if run.cancellation is None:
+                return future.result(timeout=timeout)
+            with run.cancellation.watching(future):
+                return future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
+            # Not computed if no batch has taken it yet; a forward pass already running is not interrupted.
+            dropped = future.cancel()
+            self.metrics.shed.labels(record.model_id, "expired" if dropped else "late").inc()
             raise DeadlineExceededError(
-                f"the deadline passed while {record.model_id!r} was busy; retry with a longer deadline"
+                f"the deadline passed while {record.model_id!r} was busy; retry with backoff or a longer deadline"
             ) from None
-        self.metrics.batch_texts.labels(record.model_id).observe(output.batch_texts)
-        return batcher.model, output
+        except DeadlineExceededError:  # the batcher dropped it, expired, before computing it
+            self.metrics.shed.labels(record.model_id, "expired").inc()
+            raise
+        except concurrent.futures.CancelledError:
+            self.metrics.shed.labels(record.model_id, "cancelled").inc()
+            raise DeadlineExceededError("the call was cancelled by its client before it was computed") from None
 
     def _preprocess(self, call: EmbedCall, model_id: str) -> list[str]:
         if self.hooks is None:
@@ -393,6 +494,8 @@ class EmbeddingEngine:
                     max_batch_texts=self.batching.max_batch_texts,
                     max_wait_ms=self.batching.max_wait_ms,
                     queue_capacity=self.batching.queue_capacity,
+                    max_queued_texts=self.limits.max_queued_texts,
+                    refuse_late=self.limits.refuse_late_requests,
                 )
                 self._batchers[id(model)] = batcher
             return batcher

@@ -17,6 +17,25 @@ class RequestLimits(BaseModel):
         default=32_768, gt=0, description="Most characters in one text; tokens beyond the model's limit are cut."
     )
     max_message_bytes: int = Field(default=16 * 1024 * 1024, gt=0, description="Largest gRPC message.")
+    max_queued_texts: int = Field(
+        default=512,
+        gt=0,
+        description=(
+            "Most texts waiting in one model's queue (besides batching.queue_capacity, in requests). A request "
+            "that would pass it answers RESOURCE_EXHAUSTED at once, so clients back off instead of timing "
+            "out; a request alone in an empty queue is always accepted. 512: two full requests, a few "
+            "seconds of work for MiniLM on two cores."
+        ),
+    )
+    refuse_late_requests: bool = Field(
+        default=True,
+        description=(
+            "Answer RESOURCE_EXHAUSTED at once when the work ahead of a request (the running batch and the "
+            "queued texts) and the request itself would take longer than its deadline allows, estimated from "
+            "the model's measured time per text. Off: such a request waits, and answers DEADLINE_EXCEEDED, "
+            "uncomputed, if its deadline passes first."
+        ),
+    )
 
 
 def check_texts(texts: Sequence[str], limits: RequestLimits) -> None:

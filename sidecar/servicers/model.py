@@ -59,7 +59,9 @@ class ModelServicer(model_pb2_grpc.ModelServiceServicer):
     ) -> model_pb2.ListLoadedModelsResponse:
         # The models and the bytes come from one look at the loader's cache, which owns them.
         loaded, cache = self._engine.loaded_snapshot()
-        models = [convert.model_info(self._engine.registry.get_record(model_id), model) for model_id, model in loaded]
+        # A model deleted from the registry stays loaded until the cache lets it go: it is not listed.
+        records = [(self._engine.registry.find_record(model_id), model) for model_id, model in loaded]
+        models = [convert.model_info(record, model) for record, model in records if record is not None]
         return model_pb2.ListLoadedModelsResponse(
             models=models, cache_used_bytes=cache.used_bytes, cache_budget_bytes=cache.budget_bytes
         )

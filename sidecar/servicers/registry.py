@@ -30,7 +30,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         record = self._registry.register_model(
             convert.metadata_from_message(request.metadata),
             artifact_path=self._imports.check(request.artifact_path) if request.artifact_path else None,
-            load_config=check_client_load_config(convert.struct_to_dict(request.load_config)),
+            load_config=check_client_load_config(convert.struct_to_dict(request.load_config, "load_config")),
             metrics=dict(request.metrics),
         )
         return registry_pb2.RegisterModelResponse(record=self._record(record))

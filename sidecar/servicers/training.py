@@ -31,9 +31,9 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
     def WatchJob(
         self, request: training_pb2.WatchJobRequest, context: grpc.ServicerContext
     ) -> Iterator[training_pb2.WatchJobResponse]:
-        for sequence, event in self._jobs.watch(request.job_id, after=request.after_sequence):
-            if not context.is_active():
-                return
+        # Ends when the job finishes, or within a poll of the client leaving or its deadline passing.
+        events = self._jobs.watch(request.job_id, after=request.after_sequence, keep_going=context.is_active)
+        for sequence, event in events:
             yield training_pb2.WatchJobResponse(event=convert.job_event_message(sequence, event))
 
     def CancelJob(
@@ -42,9 +42,9 @@ class TrainingServicer(training_pb2_grpc.TrainingServiceServicer):
         return training_pb2.CancelJobResponse(job=convert.job_message(self._jobs.cancel(request.job_id)))
 
     def GetJob(self, request: training_pb2.GetJobRequest, context: grpc.ServicerContext) -> training_pb2.GetJobResponse:
-        return training_pb2.GetJobResponse(job=convert.job_message(self._jobs.store.get(request.job_id)))
+        return training_pb2.GetJobResponse(job=convert.job_message(self._jobs.get(request.job_id)))
 
     def ListJobs(
         self, request: training_pb2.ListJobsRequest, context: grpc.ServicerContext
     ) -> training_pb2.ListJobsResponse:
-        return training_pb2.ListJobsResponse(jobs=[convert.job_message(j) for j in self._jobs.store.list_jobs()])
+        return training_pb2.ListJobsResponse(jobs=[convert.job_message(j) for j in self._jobs.list_jobs()])

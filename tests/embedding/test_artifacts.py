@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import subprocess
+import sys
 import tarfile
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -269,3 +273,71 @@ def test_corrupt_downloaded_archive_is_refused(remote: FakeRemote, store: Artifa
     renamed = path.rename(path.with_name("model.tar.gz"))
     with pytest.raises(ArtifactIntegrityError, match="corrupt"):
         store.put_archive(renamed)
+
+
+# -- issue 18, item 15: folders of writers that died do not pile up -----------------------------------
+
+
+def _age(path: Path, seconds: float) -> None:
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def _blocked_writer(root: Path, source: Path) -> subprocess.Popen[bytes]:
+    """Another process storing ``source``; its copy blocks on the FIFO inside, like a writer mid-copy."""
+    code = "import sys; from rag_factory.models.embedding.artifacts import ArtifactStore as S; S(sys.argv[1]).put(sys.argv[2])"
+    return subprocess.Popen([sys.executable, "-c", code, str(root), str(source)])
+
+
+def _wait_for_staging(root: Path, writer: subprocess.Popen[bytes]) -> Path:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and writer.poll() is None:
+        found = list((root / "sha256").glob(".staging-*/content"))
+        if found:
+            return found[0].parent
+        time.sleep(0.05)
+    raise AssertionError("the writer never started staging")
+
+
+def test_a_writer_killed_mid_copy_leaves_nothing_once_the_store_is_opened_again(tmp_path: Path) -> None:
+    """Item 15: each ``kill -9`` during a registration left a ``.staging-*`` copy behind, forever."""
+    source = tmp_path / "model"
+    source.mkdir()
+    (source / "a.bin").write_bytes(b"weights")
+    os.mkfifo(source / "b.bin")  # nobody writes to it: the copy blocks here, staging folder locked
+    root = tmp_path / "artifacts"
+    writer = _blocked_writer(root, source)
+    try:
+        staging = _wait_for_staging(root, writer)
+        _age(staging, 3600)
+
+        assert ArtifactStore(root).remove_abandoned() == []  # a live writer holds it, however old
+        assert staging.exists()
+    finally:
+        writer.kill()  # SIGKILL: no cleanup runs in the writer
+        writer.wait()
+
+    ArtifactStore(root)  # opening a store (a registry) removes what the dead writer left
+
+    assert not staging.exists()
+    assert [p.name for p in (root / "sha256").iterdir()] == []
+
+
+def test_only_abandoned_work_folders_are_removed(store: ArtifactStore, model_dir: Path) -> None:
+    digest = store.put(model_dir)
+    young = store.root / ".staging-young"  # just created: its writer may not have locked it yet
+    young.mkdir()
+    old = store.root / ".extract-old"
+    old.mkdir()
+    _age(old, 3600)
+    deleting = store.root / f".deleting-{'0' * 64}-1"  # a remove() that died between rename and delete
+    deleting.mkdir()
+    corrupt = store.root / f".corrupt-{digest}-1"  # kept aside on purpose, for inspection
+    corrupt.mkdir()
+    _age(corrupt, 3600)
+
+    removed = store.remove_abandoned()
+
+    assert sorted(removed) == sorted([old.name, deleting.name])
+    assert not old.exists() and not deleting.exists()
+    assert young.exists() and corrupt.exists() and store.exists(digest)

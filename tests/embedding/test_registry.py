@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -407,6 +409,23 @@ def test_rollback_twice_walks_back_through_history(legal: ModelRegistry) -> None
     assert legal.get_alias("legal", "production").model_id == "legal-1"
 
 
+def test_a_forced_rollback_of_the_first_target_unsets_the_alias(legal: ModelRegistry) -> None:
+    """Issue 18, item 12: a never-set ``production`` pointed at a broken version could not be rolled back
+    ("no earlier target"), so a client's mistake stuck; a forced rollback returns to before the first set."""
+    legal.deprecate("legal-3", "broken")
+    legal.set_alias("legal", "production", "legal-1")  # a version that is not the name's default
+    with pytest.raises(FailedPreconditionError, match="force"):
+        legal.rollback("legal", "production")
+
+    back = legal.rollback("legal", "production", force=True)
+
+    assert legal.aliases("legal") == {}
+    assert back.model_id == legal.resolve("legal").model_id == "legal-2"  # the bare name's default again
+    assert [(e.action, e.model_id) for e in legal.alias_history("legal", "production")][-1] == ("rollback", None)
+    with pytest.raises(AliasNotFoundError):
+        legal.rollback("legal", "production", force=True)  # nothing further back
+
+
 def test_rollback_of_unset_alias_raises_alias_not_found(legal: ModelRegistry) -> None:
     with pytest.raises(AliasNotFoundError):
         legal.rollback("legal", "production")
@@ -424,6 +443,130 @@ def test_alias_history_keeps_every_event(legal: ModelRegistry) -> None:
         ("rollback", "legal-2", "legal-1"),
         ("remove", "legal-1", None),
     ]
+
+
+# -- issue 18, item 14: what a new registration may store ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "named"),
+    [
+        ({"model_id": "legal\x00one"}, "model_id"),
+        ({"model_id": "legal\x1b[2Jone"}, "model_id"),
+        ({"model_id": "legal\u200bone"}, "model_id"),
+        ({"model_id": ".hidden"}, "model_id"),
+        ({"model_id": "x" * 129}, "model_id"),
+        ({"name": "legal team"}, "model_name"),
+        ({"version": "99999999999999999999999.0.0"}, "2147483647"),
+        ({"domain": "legal\nmedical"}, "domain"),
+        ({"description": "right-to-left \u202e override"}, "description"),
+        ({"tags": [f"t{n}" for n in range(65)]}, "tags"),
+        ({"max_seq_length": 10**9}, "max_seq_length"),
+    ],
+    ids=["nul", "escape", "zero-width", "leading-dot", "too-long", "space-in-name", "version-beyond-32-bits",
+         "newline-in-domain", "bidi-override", "too-many-tags", "absurd-token-limit"],
+)  # fmt: skip
+def test_malformed_metadata_is_refused_and_nothing_is_stored(
+    registry: ModelRegistry, tmp_path: Path, fields: dict[str, Any], named: str
+) -> None:
+    artifact = tmp_path / "weights.bin"
+    artifact.write_bytes(b"weights")
+    metadata = meta(fields.pop("model_id", "legal-1"), **fields)
+
+    with pytest.raises(InvalidArgumentError, match=named):
+        registry.register_model(metadata, artifact_path=artifact)
+
+    assert registry.list_models() == [] and registry.gc_artifacts() == []  # refused before the copy
+
+
+@pytest.mark.parametrize("model_id", ["legal-1.0.0+gpu", "org/legal_v2", "L"], ids=["build-metadata", "slash", "one"])
+def test_ids_in_the_documented_character_set_are_accepted(registry: ModelRegistry, model_id: str) -> None:
+    registry.register_model(meta(model_id, description="Verträge, 合同\nsecond line", tags=["dataset:cuad"]))
+    assert registry.get_record(model_id).metadata.description == "Verträge, 合同\nsecond line"
+
+
+def test_records_stored_before_the_rules_stay_readable_and_updatable(tmp_path: Path) -> None:
+    store = SQLiteRegistryStore(tmp_path / "reg" / "registry.db")
+    store.insert_model(ModelRecord(metadata=meta("old id with spaces", version="99999999999.0.0")))
+    registry = ModelRegistry(tmp_path / "reg", store=store)
+
+    registry.update_metrics("old id with spaces", {"ndcg_at_10": 0.5})
+
+    assert registry.resolve("old id with spaces").metadata.ndcg_at_10 == 0.5
+
+
+@pytest.mark.parametrize("alias", ["my alias", "prod\x00", "a" * 129], ids=["space", "nul", "too-long"])
+def test_alias_names_follow_the_character_set(legal: ModelRegistry, alias: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="alias"):
+        legal.set_alias("legal", alias, "legal-1")
+    assert legal.aliases("legal") == {}
+
+
+@pytest.mark.parametrize(
+    ("metrics", "fragment"),
+    [
+        ({"ndcg_at_10": -5.0}, "ndcg_at_10"),
+        ({"mrr_score": 1.5}, "mrr_score"),
+        ({"test_recall@100": 2.0}, "test_recall@100"),
+        ({"scifact/test/map@10": -0.1}, "scifact/test/map@10"),
+        ({"bad\x00name": 1.0}, "metric name"),
+    ],
+    ids=["negative-ndcg", "mrr-above-one", "prefixed-recall", "evaluation-key", "nul-in-name"],
+)
+def test_metrics_out_of_their_range_are_refused(legal: ModelRegistry, metrics: dict[str, float], fragment: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=re.escape(fragment)):
+        legal.update_metrics("legal-1", metrics)
+    with pytest.raises(InvalidArgumentError, match=re.escape(fragment)):
+        legal.register_model(meta("legal-9", version="9.0.0"), metrics=metrics)
+    assert legal.get_record("legal-1").all_metrics() == {}
+
+
+def test_metrics_without_a_known_range_keep_any_finite_value(legal: ModelRegistry) -> None:
+    legal.update_metrics("legal-1", {"p99_ms": 12.0, "test_ndcg@10_delta": -0.02, "hp_learning_rate": 2e-5})
+    assert legal.get_record("legal-1").metrics["test_ndcg@10_delta"] == -0.02
+
+
+def test_a_deprecation_reason_is_printable_and_bounded(legal: ModelRegistry) -> None:
+    with pytest.raises(InvalidArgumentError, match="deprecation reason"):
+        legal.deprecate("legal-1", "x" * 5000)
+    with pytest.raises(InvalidArgumentError, match="deprecation reason"):
+        legal.deprecate("legal-1", "leaks\x1b[2J")
+    assert legal.deprecate("legal-1", "leaks PII;\nsee ticket 12").deprecated
+
+
+def _sentence_transformers_dir(directory: Path, width: int) -> Path:
+    (directory / "1_Pooling").mkdir(parents=True)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+    ]
+    (directory / "modules.json").write_text(json.dumps(modules))
+    (directory / "config.json").write_text(json.dumps({"hidden_size": width}))
+    pooling = {"word_embedding_dimension": width, "pooling_mode_mean_tokens": True}
+    (directory / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
+    return directory
+
+
+def test_an_embedding_dim_other_than_the_artifacts_is_refused(registry: ModelRegistry, tmp_path: Path) -> None:
+    """Issue 18, item 14: ``embedding_dim`` 7 was stored for a 384-dimensional model, which then served 384."""
+    artifact = _sentence_transformers_dir(tmp_path / "model", 384)
+
+    with pytest.raises(
+        InvalidArgumentError, match="declare 384-dimensional vectors; register it with embedding_dim=384"
+    ):
+        registry.register_model(meta("legal-1", embedding_dim=7), artifact_path=artifact)
+
+    assert registry.list_models() == [] and registry.gc_artifacts() == []
+    assert registry.register_model(meta("legal-1"), artifact_path=artifact).metadata.embedding_dim == 384
+
+
+def test_an_artifact_whose_files_do_not_say_its_dimension_is_not_checked(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    artifact = tmp_path / "custom"
+    artifact.mkdir()
+    (artifact / "model.safetensors").write_bytes(b"\x00" * 16)
+    assert registry.register_model(meta("legal-1", embedding_dim=7), artifact_path=artifact).metadata.embedding_dim == 7
 
 
 # -- comparison and lineage ------------------------------------------------------------------------

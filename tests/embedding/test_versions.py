@@ -8,6 +8,7 @@ from rag_factory.errors import InvalidArgumentError, InvalidVersionError
 from rag_factory.models.embedding.versions import (
     VersionRange,
     bump_version,
+    check_version_bounds,
     parse_version,
     sort_versions,
     version_in_range,
@@ -70,3 +71,26 @@ def test_invalid_range_raises_invalid_version(spec: str) -> None:
 
 def test_range_supports_in_operator() -> None:
     assert "1.4.0" in VersionRange.parse("^1.0.0")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2147483648.0.0", "1.99999999999999999999999.0", f"1.0.0-{'a' * 200}", f"1.0.0+{'b' * 200}"],
+    ids=["major-past-int32", "minor-of-23-digits", "long-pre-release", "long-build"],
+)
+def test_versions_the_registry_cannot_store_are_refused(text: str) -> None:
+    """Issue 18, item 14: ``99999999999999999999999.0.0`` was stored as given."""
+    with pytest.raises(InvalidVersionError):
+        check_version_bounds(text)
+
+
+def test_the_largest_storable_version_is_accepted() -> None:
+    assert check_version_bounds("2147483647.2147483647.2147483647-rc.1+build.5") == (
+        "2147483647.2147483647.2147483647-rc.1+build.5"
+    )
+
+
+def test_an_over_long_range_is_refused_without_echoing_it() -> None:
+    with pytest.raises(InvalidVersionError, match="longer than 1024") as caught:
+        VersionRange.parse(">=1.0.0," * 1000)
+    assert len(str(caught.value)) < 200

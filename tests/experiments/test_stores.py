@@ -139,10 +139,45 @@ def test_request_assignments_are_found_by_request_id(store: ExperimentStore) -> 
     assert store.find_request("r2") is None
 
 
-def test_assigning_a_request_id_again_replaces_its_arm(store: ExperimentStore) -> None:
-    store.assign_request(RequestAssignment(request_id="r1", test_name="t", arm=CANDIDATE, model_id="b"))
-    store.assign_request(RequestAssignment(request_id="r1", test_name="t", arm=CONTROL, model_id="a"))
-    assert store.find_request("r1") == RequestAssignment(request_id="r1", test_name="t", arm=CONTROL, model_id="a")
+def test_a_request_id_keeps_its_first_arm(store: ExperimentStore) -> None:
+    """Issue 18, item 10: a reused request id overwrote its assignment; now the first writer wins."""
+    first = RequestAssignment(request_id="r1", test_name="t", arm=CANDIDATE, model_id="b")
+    assert store.assign_request(first) is True
+    assert store.assign_request(RequestAssignment(request_id="r1", test_name="t", arm=CONTROL, model_id="a")) is False
+    assert store.find_request("r1") == first
+
+
+def test_a_request_id_reports_one_outcome_and_a_second_stores_nothing(store: ExperimentStore) -> None:
+    """Issue 18, item 10: the same request id reported 50 times counted 50 samples."""
+    store.save_test(_record())
+    store.append_results("t", _batch(CANDIDATE, {"engagement": [1.0]}), request_id="r1")
+    with pytest.raises(AlreadyExistsError, match="'r1' was already recorded"):
+        store.append_results("t", _batch(CANDIDATE, {"engagement": [0.0]}), request_id="r1")
+    store.append_results("t", _batch(CANDIDATE, {"latency": [3.0]}))  # server-measured rows carry no id
+    store.append_results("t", _batch(CANDIDATE, {"latency": [4.0]}))
+    assert store.load_results("t").counts() == (0, 3)
+    assert store.load_results("t").metrics["engagement"].tolist()[0] == 1.0
+
+
+def test_concurrent_reports_for_one_request_id_count_once(store: ExperimentStore) -> None:
+    """Issue 18, item 10: the check and the append are one atomic step (a unique index in SQLite)."""
+    store.save_test(_record())
+    refused: list[AlreadyExistsError] = []
+    start = threading.Barrier(8)
+
+    def report() -> None:
+        start.wait()
+        try:
+            store.append_results("t", _batch(CONTROL, {"engagement": [1.0]}), request_id="same")
+        except AlreadyExistsError as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=report) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert (len(refused), store.load_results("t").counts()) == (7, (1, 0))
 
 
 def test_rollout_states_round_trip_and_a_save_replaces_the_previous_state(store: ExperimentStore) -> None:

@@ -7,7 +7,14 @@ import pytest
 from google.rpc import error_details_pb2
 
 from rag_factory import errors
-from sidecar.errors import ERROR_DOMAIN, STATUS_CODES, status_for
+from sidecar.errors import (
+    ERROR_DOMAIN,
+    MAX_MESSAGE_BYTES,
+    MAX_METADATA_ENTRIES,
+    MAX_METADATA_VALUE_BYTES,
+    STATUS_CODES,
+    status_for,
+)
 
 ERROR_CLASSES = errors.all_error_classes()
 
@@ -51,3 +58,24 @@ def test_unexpected_errors_become_internal_with_a_generic_message() -> None:
     status = status_for(KeyError("secret internals"))
     assert status.code == grpc.StatusCode.INTERNAL.value[0]
     assert "secret" not in status.message
+
+
+def test_a_long_message_and_long_metadata_are_cut_to_what_trailers_carry() -> None:
+    """Issue 18, item 13: an error echoing a 20,000-character id outgrew the 8 KiB of trailers clients
+    accept, and the client saw RESOURCE_EXHAUSTED instead of the error."""
+    status = status_for(
+        errors.ModelNotFoundError("é" * 20_000, model_id="x" * 20_000, **{f"k{n}": "v" for n in range(20)})
+    )
+
+    info = error_details_pb2.ErrorInfo()
+    status.details[0].Unpack(info)
+    assert len(status.message.encode()) <= MAX_MESSAGE_BYTES and status.message.endswith("…")
+    assert all(len(value.encode()) <= MAX_METADATA_VALUE_BYTES for value in info.metadata.values())
+    assert len(info.metadata) <= MAX_METADATA_ENTRIES
+    assert len(status.SerializeToString()) < 3 * 1024
+
+
+def test_a_message_that_is_not_valid_unicode_is_still_sent() -> None:
+    # A file name that was not UTF-8 reaches Python as lone surrogates, which protobuf refuses to send.
+    status = status_for(errors.ModelPathNotFoundError("artifact path '/models/caf\udce9' does not exist"))
+    assert status.message == "artifact path '/models/caf?' does not exist"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
 import pytest
 
@@ -14,7 +16,7 @@ DATA = str(bundled_dataset("scifact_mini"))
 
 def _evaluate(channel: grpc.Channel, model: str, **fields: object) -> list[evaluation_pb2.EvaluateResponse]:
     stub = evaluation_pb2_grpc.EvaluationServiceStub(channel)
-    request = evaluation_pb2.EvaluateRequest(model=model, data_dir=DATA, **fields)  # type: ignore[arg-type]
+    request = evaluation_pb2.EvaluateRequest(**{"model": model, "data_dir": DATA, **fields})  # type: ignore[arg-type]
     return list(stub.Evaluate(request, timeout=300))
 
 
@@ -54,3 +56,51 @@ def test_bad_evaluations_get_clear_errors(
     with pytest.raises(grpc.RpcError) as caught:
         _evaluate(channel, model, **fields)
     assert caught.value.code() == code
+
+
+def _refusal(call: Callable[[], object]) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value.code(), caught.value.details()
+
+
+def _evaluation_refusal(
+    channel: grpc.Channel, model: str = "minilm-onnx", **fields: str
+) -> tuple[grpc.StatusCode, str]:
+    return _refusal(lambda: _evaluate(channel, model, **fields))
+
+
+@pytest.mark.parametrize(
+    ("field", "existing", "missing"),
+    [
+        ("data_dir", "/etc", "/no/such/dataset"),
+        ("model", "/etc", "/no/such/model"),
+        ("model", "../../../../../../etc", "../../../../../../no/such/model"),
+    ],
+    ids=["dataset", "model-path", "relative-model-path"],
+)
+def test_evaluate_reads_no_folder_outside_the_roots_and_does_not_say_which_exist(
+    channel: grpc.Channel, field: str, existing: str, missing: str
+) -> None:
+    """Issue 18, item 8: Evaluate loaded any dataset or model folder named, and its errors told which existed."""
+    answers = [_evaluation_refusal(channel, **{field: path}) for path in (existing, missing)]
+
+    assert answers[0] == answers[1]
+    assert answers[0][0] == grpc.StatusCode.PERMISSION_DENIED and field in answers[0][1]
+
+
+@pytest.mark.parametrize("field", ["data_dir", "model"])
+def test_evaluate_without_a_dataset_or_model_is_invalid(channel: grpc.Channel, field: str) -> None:
+    """An empty path used to mean the server's working folder."""
+    code, details = _evaluation_refusal(channel, **{field: ""})
+
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and f"{field} is required" in details
+
+
+def test_compare_retrieval_checks_both_models(channel: grpc.Channel) -> None:
+    stub = evaluation_pb2_grpc.EvaluationServiceStub(channel)
+    request = evaluation_pb2.CompareRetrievalRequest(model_a="minilm-onnx", model_b="/etc", data_dir=DATA)
+
+    code, details = _refusal(lambda: stub.CompareRetrieval(request, timeout=60))
+
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "model_b" in details

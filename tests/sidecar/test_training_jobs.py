@@ -79,8 +79,19 @@ def test_a_job_streams_its_progress_and_registers_a_candidate(
         ({"data_dir": ""}, grpc.StatusCode.INVALID_ARGUMENT, "data_dir is required"),
         ({"strategy": "telepathy"}, grpc.StatusCode.INVALID_ARGUMENT, "telepathy"),
         ({"base_model": "ghost@1.0.0"}, grpc.StatusCode.NOT_FOUND, "not registered"),
+        # Issue 18, item 13: a NUL in a path raised ValueError (INTERNAL); a long one was echoed whole.
+        ({"data_dir": "/tmp/data\x00set"}, grpc.StatusCode.INVALID_ARGUMENT, "NUL"),
+        ({"data_dir": "/tmp/" + "d" * 20_000}, grpc.StatusCode.INVALID_ARGUMENT, "at most 4096 characters"),
     ],
-    ids=["outside-the-roots", "existing-but-outside", "no-dataset", "unknown-strategy", "unregistered-base"],
+    ids=[
+        "outside-the-roots",
+        "existing-but-outside",
+        "no-dataset",
+        "unknown-strategy",
+        "unregistered-base",
+        "nul-in-path",
+        "long-path",
+    ],
 )
 def test_bad_jobs_are_refused_before_anything_starts(
     jobs_stub: training_pb2_grpc.TrainingServiceStub,
@@ -93,6 +104,7 @@ def test_bad_jobs_are_refused_before_anything_starts(
     with pytest.raises(grpc.RpcError) as caught:
         jobs_stub.StartJob(training_pb2.StartJobRequest(**fields), timeout=60)  # type: ignore[arg-type]
     assert caught.value.code() == code and fragment in caught.value.details()
+    assert len(caught.value.details()) < 500
     assert not jobs_stub.ListJobs(training_pb2.ListJobsRequest(), timeout=10).jobs
 
 

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import http.client
 import json
+import logging
 import os
 import re
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -30,6 +36,15 @@ _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 _DIR_HASH_PREFIX = "rag-factory-directory-v1\n"
 MANIFEST = "manifest.json"
 CONTENT = "content"
+# Work folders under the root: a copy being staged, an archive being extracted, an artifact being deleted.
+_WORK_PREFIXES = (".staging-", ".extract-")
+_DELETING_PREFIX = ".deleting-"
+# A work folder younger than this is never removed: its writer may not have locked it yet.
+ABANDONED_AFTER_S = 60.0
+# Where folders cannot be locked (some network filesystems), one this old is taken as abandoned.
+UNLOCKABLE_ABANDONED_AFTER_S = 24 * 3600.0
+
+logger = logging.getLogger(__name__)
 
 
 class ArtifactStore:
@@ -44,6 +59,27 @@ class ArtifactStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root) / "sha256"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.remove_abandoned()
+
+    def remove_abandoned(self) -> list[str]:
+        """Delete the work folders of writers that died (``kill -9``, a power cut); return their names.
+
+        Each writer holds an exclusive ``flock`` on its ``.staging-*`` or ``.extract-*`` folder while it
+        works. The kernel drops the lock when the process ends, however it ends, so a folder that can be
+        locked has no live writer, on this host or any other sharing the lock. A folder younger than
+        ``ABANDONED_AFTER_S`` is kept all the same (its writer creates it, then locks it). A
+        ``.deleting-*`` folder was already given up by its owner and goes at once. ``.corrupt-*`` folders
+        are kept for inspection. Runs whenever a store is opened, so crashes do not pile up copies.
+        """
+        removed = []
+        for entry in sorted(self.root.iterdir()):
+            name = entry.name
+            if name.startswith(_DELETING_PREFIX) or (name.startswith(_WORK_PREFIXES) and _abandoned(entry)):
+                shutil.rmtree(entry, ignore_errors=True)
+                removed.append(name)
+        if removed:
+            logger.info("removed %d folder(s) left by interrupted writers in %s", len(removed), self.root)
+        return removed
 
     def location(self, digest: str) -> Path:
         """The directory holding artifact ``digest`` (it may not exist)."""
@@ -77,20 +113,24 @@ class ArtifactStore:
             raise InvalidArgumentError(f"artifact path {str(source)!r} is not a file or a directory")
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
         try:
-            content = staging / CONTENT
-            if source.is_file():
-                content.mkdir()
-                sha, size = _copy_and_hash(source, content / source.name)
-                manifest = {"kind": "file", "digest": sha, "files": [_entry(source.name, sha, size)]}
-            else:
-                manifest = _copy_tree(source, content)
-            digest = str(manifest["digest"])
-            _write_json(staging / MANIFEST, manifest)
-            _fsync_dir(staging)
-            self._install(staging, digest)
-            return digest
+            with _held(staging):
+                return self._stage(source, staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def _stage(self, source: Path, staging: Path) -> str:
+        content = staging / CONTENT
+        if source.is_file():
+            content.mkdir()
+            sha, size = _copy_and_hash(source, content / source.name)
+            manifest = {"kind": "file", "digest": sha, "files": [_entry(source.name, sha, size)]}
+        else:
+            manifest = _copy_tree(source, content)
+        digest = str(manifest["digest"])
+        _write_json(staging / MANIFEST, manifest)
+        _fsync_dir(staging)
+        self._install(staging, digest)
+        return digest
 
     def _install(self, staging: Path, digest: str) -> None:
         final = self.root / digest
@@ -181,11 +221,12 @@ class ArtifactStore:
         """
         workdir = Path(tempfile.mkdtemp(prefix=".extract-", dir=self.root))
         try:
-            root = extract_archive(archive, workdir / "x")
-            children = list(root.iterdir())
-            if len(children) == 1 and children[0].is_dir():
-                root = children[0]
-            return self.put(root)
+            with _held(workdir):
+                root = extract_archive(archive, workdir / "x")
+                children = list(root.iterdir())
+                if len(children) == 1 and children[0].is_dir():
+                    root = children[0]
+                return self.put(root)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -202,6 +243,39 @@ class ArtifactStore:
                 f"artifact {digest[:12]} has an unreadable manifest: {exc}", digest=digest, file=MANIFEST
             ) from exc
         return manifest
+
+
+@contextmanager
+def _held(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (see ``ArtifactStore.remove_abandoned``) while the block runs."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        # Blocks only while another store decides whether this brand-new folder is abandoned. Where
+        # folders cannot be locked, remove_abandoned goes by the folder's age instead.
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock, also when the folder was renamed into place meanwhile
+
+
+def _abandoned(folder: Path) -> bool:
+    """Whether no live writer holds ``folder`` and it is old enough to have been locked."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False  # gone meanwhile (its writer finished), or not a folder we made
+    try:
+        age = time.time() - os.fstat(fd).st_mtime
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer holds it
+        except OSError:
+            return age > UNLOCKABLE_ABANDONED_AFTER_S
+        return age > ABANDONED_AFTER_S
+    finally:
+        os.close(fd)
 
 
 def sha256_file(path: str | Path) -> str:

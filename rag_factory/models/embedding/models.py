@@ -10,6 +10,8 @@ from typing import Any, Literal
 import semver
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rag_factory.errors import quoted
+
 
 class ModelFormat(StrEnum):
     """How a model is stored on disk, and so which backend loads it."""
@@ -40,7 +42,7 @@ def _utcnow() -> datetime:
 def validate_semver(value: str) -> str:
     """Return ``value`` if it is a semantic version such as ``1.2.0``; raise ``ValueError`` otherwise."""
     if not semver.Version.is_valid(value):
-        raise ValueError(f"version {value!r} is not a semantic version such as '1.2.0'")
+        raise ValueError(f"version {quoted(value)} is not a semantic version such as '1.2.0'")
     return value
 
 
@@ -78,7 +80,7 @@ class EmbeddingModelMetadata(BaseModel):
     def _check_identifier(cls, value: str) -> str:
         # '@' separates a name from a version or alias in model references ("legal@2.1.0").
         if "@" in value or value != value.strip():
-            raise ValueError(f"{value!r} must not contain '@' or surrounding whitespace")
+            raise ValueError(f"{quoted(value)} must not contain '@' or surrounding whitespace")
         return value
 
     @field_validator("avg_inference_time_ms", "model_size_mb", "retrieval_accuracy", "mrr_score", "ndcg_at_10")
@@ -123,7 +125,7 @@ class ModelConfig(BaseModel):
     @classmethod
     def _check_device(cls, value: str) -> str:
         if value != "cpu" and value != "cuda" and not (value.startswith("cuda:") and value[5:].isdigit()):
-            raise ValueError(f"device {value!r} is not one of 'cpu', 'cuda', 'cuda:N'")
+            raise ValueError(f"device {quoted(value)} is not one of 'cpu', 'cuda', 'cuda:N'")
         return value
 
 

@@ -16,21 +16,32 @@ from rag_factory.errors import (
     UnavailableError,
     UnknownFormatError,
     describe_choices,
+    quoted,
 )
 from rag_factory.models.embedding.artifacts import ArtifactStore
 from rag_factory.models.embedding.models import EmbeddingModelMetadata, ModelFormat
+from rag_factory.models.embedding.names import MAX_NAME_CHARS, check_name, check_text
 from rag_factory.models.embedding.records import (
+    MAX_REASON_CHARS,
     METADATA_METRIC_FIELDS,
     AliasEvent,
     MetricDelta,
     ModelComparison,
     ModelRecord,
+    check_declared_dimension,
     check_load_config,
     check_metrics,
+    check_new_metadata,
 )
 from rag_factory.models.embedding.registry_store import RegistryStore
 from rag_factory.models.embedding.sqlite_registry_store import SQLiteRegistryStore
-from rag_factory.models.embedding.versions import BUMPS, VersionRange, bump_version, is_version, version_key
+from rag_factory.models.embedding.versions import (
+    BUMPS,
+    VersionRange,
+    bump_version,
+    is_version,
+    version_key,
+)
 from rag_factory.storage import database_path
 
 if TYPE_CHECKING:
@@ -96,11 +107,13 @@ class ModelRegistry:
 
         Raises:
             DuplicateVersionError: The id or the version is taken (the message lists the versions).
-            InvalidArgumentError: Bad metadata, metrics, artifact path or alias name.
+            InvalidArgumentError: Bad metadata (see ``check_new_metadata``), metrics, artifact path or
+                alias name, or an ``embedding_dim`` other than the one the artifact's files declare.
             InvalidConfigError: ``load_config`` is not valid loading options.
         """
         if not isinstance(metadata, EmbeddingModelMetadata):
             raise InvalidArgumentError(f"metadata must be an EmbeddingModelMetadata, got {type(metadata).__name__}")
+        check_new_metadata(metadata)
         config = check_load_config(load_config or {}, metadata.format)
         aliases = (aliases,) if isinstance(aliases, str) else tuple(aliases or ())  # one name, not its letters
         for alias in aliases:
@@ -118,6 +131,8 @@ class ModelRegistry:
                 model_id=metadata.model_id,
             )
         record = ModelRecord(metadata=metadata, load_config=config).with_metrics(metrics or {})
+        if artifact_path is not None:
+            check_declared_dimension(metadata, Path(artifact_path))
         for _ in range(3):
             if artifact_path is not None:
                 # Stored before the row exists, so no row ever points to a missing artifact.
@@ -140,6 +155,10 @@ class ModelRegistry:
         """The metadata of ``model_id``, or None if it is not registered."""
         record = self._store.get_model(model_id)
         return None if record is None else record.metadata
+
+    def find_record(self, model_id: str) -> ModelRecord | None:
+        """The full record of ``model_id``, or None if it is not registered."""
+        return self._store.get_model(model_id)
 
     def get_record(self, model_id: str) -> ModelRecord:
         """The full record of ``model_id``.
@@ -254,6 +273,7 @@ class ModelRegistry:
 
         Raises:
             ModelNotFoundError: The model is not registered.
+            InvalidArgumentError: ``reason`` is longer than ``MAX_REASON_CHARS`` or holds control characters.
         """
         return self._set_deprecated(model_id, True, reason)
 
@@ -266,6 +286,7 @@ class ModelRegistry:
         return self._set_deprecated(model_id, False, "")
 
     def _set_deprecated(self, model_id: str, deprecated: bool, reason: str) -> ModelRecord:
+        check_text("deprecation reason", reason, MAX_REASON_CHARS)
         update = {"deprecated": deprecated, "deprecation_reason": reason}
         record = self._store.update_model(model_id, lambda old: old.model_copy(update=update))
         if record is None:
@@ -323,7 +344,7 @@ class ModelRegistry:
             InvalidArgumentError: ``bump`` is not ``major``, ``minor`` or ``patch``.
         """
         if bump not in BUMPS:
-            raise InvalidArgumentError(f"cannot bump {bump!r}; choose one of: {', '.join(BUMPS)}")
+            raise InvalidArgumentError(f"cannot bump {quoted(bump)}; choose one of: {', '.join(BUMPS)}")
         records = self.versions(name)
         return bump_version(records[-1].metadata.version, bump) if records else "1.0.0"
 
@@ -354,7 +375,7 @@ class ModelRegistry:
                 raise self._not_found(f"{name}@{target}")
         if record.metadata.model_name != name:
             raise InvalidArgumentError(
-                f"model {target!r} is a version of {record.metadata.model_name!r}, not of {name!r}"
+                f"model {quoted(target)} is a version of {record.metadata.model_name!r}, not of {quoted(name)}"
             )
         self._store.push_alias(name, alias, record.model_id, _no_check if force else _check_usable)
         return record
@@ -370,8 +391,8 @@ class ModelRegistry:
             if not self._store.list_models(name=name):
                 raise self._not_found(name)
             raise AliasNotFoundError(
-                f"alias {alias!r} is not set for {name!r}; set aliases: {describe_choices(current)}",
-                model_name=name, alias=alias,
+                f"alias {quoted(alias)} is not set for {quoted(name)}; set aliases: {describe_choices(current)}",
+                model_name=name[:MAX_NAME_CHARS], alias=alias[:MAX_NAME_CHARS],
             )  # fmt: skip
         return self.get_record(current[alias])
 
@@ -386,16 +407,30 @@ class ModelRegistry:
     def rollback(self, name: str, alias: str, *, force: bool = False) -> ModelRecord:
         """Re-point ``name@alias`` to its previous target; rolling back again goes further back.
 
+        With ``force``, rolling back an alias's first target unsets the alias, as it was before it was
+        first set: a client that pointed a never-set ``production`` at a broken model can undo that, and
+        the bare name then resolves to its highest non-deprecated version again. Without ``force`` that
+        is refused, since the bare name may then resolve to a version nobody chose.
+
+        Args:
+            name: Model name.
+            alias: Alias to roll back.
+            force: Allow a deprecated earlier target, and unset an alias that has none.
+
+        Returns:
+            The record the alias points at now; once unset, the record the bare name resolves to.
+
         Raises:
             AliasNotFoundError: The alias is not set.
-            FailedPreconditionError: There is no earlier target.
+            FailedPreconditionError: There is no earlier target and ``force`` is False.
             ModelDeprecatedError: The earlier target is deprecated and ``force`` is False.
         """
-        moved = self._store.pop_alias(name, alias, _no_check if force else _check_usable)
+        moved = self._store.pop_alias(name, alias, _no_check if force else _check_usable, unset_first=force)
         if moved is None:
             self.get_alias(name, alias)  # raises the right "not set" error
-            raise AliasNotFoundError(f"alias {alias!r} is not set for {name!r}")  # set meanwhile
-        return self.get_record(moved[1])
+            raise AliasNotFoundError(f"alias {quoted(alias)} is not set for {quoted(name)}")  # set meanwhile
+        target = moved[1]
+        return self.get_record(target) if target is not None else self.resolve(name, allow_deprecated=True)
 
     def remove_alias(self, name: str, alias: str) -> bool:
         """Unset an alias (its history stays); False if it was not set."""
@@ -480,7 +515,9 @@ class ModelRegistry:
             known = ", ".join(r.ref for r in reversed(versions))
         else:
             known = describe_choices(r.model_id for r in self._store.list_models())
-        return ModelNotFoundError(f"model {ref!r} is not registered; registered: {known}", model_id=ref)
+        return ModelNotFoundError(
+            f"model {quoted(ref)} is not registered; registered: {known}", model_id=ref[:MAX_NAME_CHARS]
+        )
 
 
 class _ArtifactVanished(Exception):
@@ -493,16 +530,16 @@ def _no_check(record: ModelRecord) -> None:
 
 def _check_usable(record: ModelRecord) -> None:
     if record.deprecated:
+        reason = record.deprecation_reason[:MAX_REASON_CHARS] or "no reason given"
         raise ModelDeprecatedError(
-            f"model {record.model_id!r} ({record.ref}) is deprecated: "
-            f"{record.deprecation_reason or 'no reason given'}; pass force/allow_deprecated to use it anyway",
+            f"model {record.model_id!r} ({record.ref}) is deprecated: {reason}; pass force/allow_deprecated "
+            "to use it anyway",
             model_id=record.model_id,
         )
 
 
 def _check_alias_name(alias: str) -> None:
-    if not isinstance(alias, str) or not alias or "@" in alias or alias != alias.strip():
-        raise InvalidArgumentError(f"alias {alias!r} must be a non-empty name without '@' or spaces")
+    check_name("alias", alias)
     if is_version(alias):
         raise InvalidArgumentError(f"alias {alias!r} looks like a version; 'name@{alias}' would be ambiguous")
 
@@ -512,7 +549,7 @@ def _parse_format(value: ModelFormat | str) -> str:
         return ModelFormat(value).value
     except ValueError as exc:
         choices = ", ".join(f.value for f in ModelFormat)
-        raise UnknownFormatError(f"unknown format {value!r}; choose one of: {choices}") from exc
+        raise UnknownFormatError(f"unknown format {quoted(str(value))}; choose one of: {choices}") from exc
 
 
 def _text_matches(meta: EmbeddingModelMetadata, needle: str) -> bool:

@@ -83,14 +83,23 @@ class RegistryStore(Protocol):
         """Point an alias at ``model_id`` (after ``check`` accepts it); return the previous target."""
         ...
 
-    def pop_alias(self, model_name: str, alias: str, check: RecordCheck) -> tuple[str, str] | None:
+    def pop_alias(
+        self, model_name: str, alias: str, check: RecordCheck, *, unset_first: bool = False
+    ) -> tuple[str, str | None] | None:
         """Re-point an alias to its previous target (after ``check`` accepts it).
 
+        Args:
+            model_name: The model name.
+            alias: The alias.
+            check: Refuses a target (deprecated, say) by raising.
+            unset_first: When the current target is the alias's first, unset the alias instead of raising.
+
         Returns:
-            ``(old_target, new_target)``, or None if the alias is not set.
+            ``(old_target, new_target)``, with ``new_target`` None when the alias was unset, or None if
+            the alias is not set.
 
         Raises:
-            FailedPreconditionError: There is no earlier target to roll back to.
+            FailedPreconditionError: There is no earlier target and ``unset_first`` is False.
         """
         ...
 

@@ -232,7 +232,9 @@ class SQLiteRegistryStore(SQLiteDatabase):
         with self._write() as conn:
             return _push_alias(conn, model_name, alias, self._checked_target(conn, model_name, model_id, check))
 
-    def pop_alias(self, model_name: str, alias: str, check: RecordCheck) -> tuple[str, str] | None:
+    def pop_alias(
+        self, model_name: str, alias: str, check: RecordCheck, *, unset_first: bool = False
+    ) -> tuple[str, str | None] | None:
         """See ``RegistryStore.pop_alias``."""
         with self._write() as conn:
             stack = [
@@ -248,9 +250,15 @@ class SQLiteRegistryStore(SQLiteDatabase):
             current = stack[0][1]
             # Skip entries equal to the current target (left behind when a model in between was deleted).
             earlier = [entry for entry in stack[1:] if entry[1] != current]
+            if not earlier and unset_first:
+                # Back to before the first set: unset, so a mistaken first target can always be undone.
+                conn.execute("DELETE FROM alias_stack WHERE model_name = ? AND alias = ?", (model_name, alias))
+                _log_event(conn, model_name, alias, "rollback", None, current)
+                return current, None
             if not earlier:
                 raise FailedPreconditionError(
-                    f"alias {alias!r} of {model_name!r} has no earlier target to roll back to",
+                    f"alias {alias!r} of {model_name!r} has no earlier target to roll back to; roll back with "
+                    "force to unset it, as it was before it was first set",
                     model_name=model_name,
                     alias=alias,
                 )

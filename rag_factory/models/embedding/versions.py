@@ -9,7 +9,7 @@ from typing import Literal
 
 import semver
 
-from rag_factory.errors import InvalidArgumentError, InvalidVersionError
+from rag_factory.errors import InvalidArgumentError, InvalidVersionError, quoted
 
 Bump = Literal["major", "minor", "patch"]
 BUMPS: tuple[Bump, ...] = ("major", "minor", "patch")
@@ -36,8 +36,33 @@ def parse_version(text: str) -> semver.Version:
         return semver.Version.parse(text.strip())
     except ValueError as exc:
         raise InvalidVersionError(
-            f"version {text!r} is not a semantic version such as '1.2.0'", version=str(text)
+            f"version {quoted(text)} is not a semantic version such as '1.2.0'", version=text[:MAX_VERSION_CHARS]
         ) from exc
+
+
+# Bounds of a version the registry stores: each number fits a signed 32-bit integer (as in most other
+# semver implementations, and in every client's enum of versions), and the whole string stays short.
+MAX_VERSION_NUMBER = 2**31 - 1
+MAX_VERSION_CHARS = 128
+MAX_RANGE_CHARS = 1024
+
+
+def check_version_bounds(text: str) -> str:
+    """Return ``text`` if it is a semantic version the registry can store.
+
+    Raises:
+        InvalidVersionError: It is not a semantic version, is longer than ``MAX_VERSION_CHARS``, or a
+            number in it is above ``MAX_VERSION_NUMBER``.
+    """
+    if isinstance(text, str) and len(text) > MAX_VERSION_CHARS:
+        raise InvalidVersionError(f"version {quoted(text, 40)} is longer than {MAX_VERSION_CHARS} characters")
+    version = parse_version(text)
+    if max(version.major, version.minor, version.patch) > MAX_VERSION_NUMBER:
+        raise InvalidVersionError(
+            f"version {quoted(text)} has a number above {MAX_VERSION_NUMBER} (2^31 - 1); use smaller numbers",
+            version=text[:MAX_VERSION_CHARS],
+        )
+    return text
 
 
 def is_version(text: str) -> bool:
@@ -76,7 +101,7 @@ def bump_version(text: str, part: str = "minor") -> str:
         return str(version.bump_minor())
     if part == "patch":
         return str(version.bump_patch())
-    raise InvalidArgumentError(f"cannot bump {part!r}; choose one of: {', '.join(BUMPS)}")
+    raise InvalidArgumentError(f"cannot bump {quoted(part)}; choose one of: {', '.join(BUMPS)}")
 
 
 @dataclass(frozen=True)
@@ -104,6 +129,8 @@ class VersionRange:
         """
         if not isinstance(spec, str) or not spec.strip():
             raise InvalidVersionError("version range is empty; write e.g. '>=1.0.0,<2.0.0' or '^1.2.0'")
+        if len(spec) > MAX_RANGE_CHARS:
+            raise InvalidVersionError(f"version range {quoted(spec, 40)} is longer than {MAX_RANGE_CHARS} characters")
         comparators: list[str] = []
         for raw in spec.split(","):
             comparators.extend(_expand_comparator(raw.strip(), spec))
@@ -125,7 +152,7 @@ class VersionRange:
 def _expand_comparator(text: str, spec: str) -> list[str]:
     """Turn one comparator (maybe a ``^``/``~`` shorthand) into ``Version.match`` expressions."""
     if not text:
-        raise InvalidVersionError(f"version range {spec!r} has an empty comparator")
+        raise InvalidVersionError(f"version range {quoted(spec)} has an empty comparator")
     if text[0] in "^~":
         low = _parse_in_range(text[1:].strip(), spec)
         if text[0] == "~":
@@ -139,7 +166,7 @@ def _expand_comparator(text: str, spec: str) -> list[str]:
         return [f">={low}", f"<{high}"]
     match = _COMPARATOR.match(text)
     if match is None:
-        raise InvalidVersionError(f"comparator {text!r} in version range {spec!r} is malformed")
+        raise InvalidVersionError(f"comparator {quoted(text)} in version range {quoted(spec)} is malformed")
     operator, version = match.group(1) or "==", match.group(2)
     return [f"{operator}{_parse_in_range(version, spec)}"]
 
@@ -149,8 +176,8 @@ def _parse_in_range(text: str, spec: str) -> semver.Version:
         return semver.Version.parse(text)
     except ValueError as exc:
         raise InvalidVersionError(
-            f"{text!r} in version range {spec!r} is not a semantic version such as '1.2.0'",
-            version=text,
+            f"{quoted(text)} in version range {quoted(spec)} is not a semantic version such as '1.2.0'",
+            version=text[:MAX_VERSION_CHARS],
         ) from exc
 
 

@@ -9,7 +9,7 @@ _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class ServingMetrics:
-    """Requests, latency, batch sizes, queue depth and fallbacks, labelled by model and version."""
+    """Requests, latency, batch sizes, queue depth, shed requests and fallbacks, labelled by model and version."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -38,6 +38,14 @@ class ServingMetrics:
         )
         self.queue_depth = Gauge(
             "rag_factory_queue_depth", "Requests waiting in a model's queue.", ["model_id"], registry=self.registry
+        )
+        self.shed = Counter(
+            "rag_factory_embed_shed",
+            "Requests answered without vectors under load: queue_full and deadline_too_short "
+            "(RESOURCE_EXHAUSTED at once), expired (deadline passed before compute) and cancelled (client "
+            "left), both never computed, and late (deadline passed during its forward pass).",
+            ["model_id", "reason"],
+            registry=self.registry,
         )
         self.fallbacks = Counter(
             "rag_factory_fallbacks",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -14,18 +14,36 @@ DataFormat = Literal["auto", "beir", "llamaindex", "query_log"]
 ContrastiveDirection = Literal["query_to_doc", "query_to_query", "doc_to_query", "doc_to_doc"]
 HardnessMode = Literal["in_batch_negatives", "hard_negatives", "all_negatives"]
 
+# Upper bounds: beyond them a value is a typo or an attack (a job that never ends, a batch that
+# exhausts memory), never a plan. Jobs are started over the network with these options.
+MAX_EPOCHS: Final = 1000
+MAX_LEARNING_RATE: Final = 1.0
+MAX_BATCH_SIZE: Final = 4096
+MAX_SEQ_LENGTH: Final = 8192
+MAX_COUNT: Final = 10_000_000  # corpus sizes, steps, pseudo-queries
+PeakLearningRate = Annotated[float, Field(gt=0, le=MAX_LEARNING_RATE)]
+EpochCount = Annotated[int, Field(gt=0, le=MAX_EPOCHS)]
+BatchSize = Annotated[int, Field(gt=1, le=MAX_BATCH_SIZE)]
+
 
 class SearchSpace(BaseModel):
     """Hyperparameter values tried by the search; every combination (grid) or a seeded sample of them."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, allow_inf_nan=False)
 
-    learning_rate: list[float] = Field(default=[5e-5, 1e-4, 2e-4], description="Peak learning rates to try.")
-    epochs: list[int] = Field(default=[2, 4], description="Epoch counts to try.")
-    batch_size: list[int] = Field(default=[32], description="Batch sizes to try.")
-    max_trials: int = Field(default=4, gt=0, description="Trials run; a seeded random subset if the grid is larger.")
+    learning_rate: list[PeakLearningRate] = Field(
+        default=[5e-5, 1e-4, 2e-4], min_length=1, max_length=64, description="Peak learning rates to try."
+    )
+    epochs: list[EpochCount] = Field(default=[2, 4], min_length=1, max_length=64, description="Epoch counts to try.")
+    batch_size: list[BatchSize] = Field(default=[32], min_length=1, max_length=64, description="Batch sizes to try.")
+    max_trials: int = Field(
+        default=4, gt=0, le=1000, description="Trials run; a seeded random subset if the grid is larger."
+    )
     trial_epochs_cap: int | None = Field(
-        default=None, gt=0, description="Cap on epochs per trial, to keep the search short (None: no cap)."
+        default=None,
+        gt=0,
+        le=MAX_EPOCHS,
+        description="Cap on epochs per trial, to keep the search short (None: no cap).",
     )
 
 
@@ -46,7 +64,8 @@ class FineTuneConfig(BaseModel):
     the other half judged. Holding out only 10 % gave a noisier choice and longer runs, so 20 % stays.
     """
 
-    model_config = ConfigDict(protected_namespaces=(), frozen=True)
+    # No NaN or infinity anywhere: a learning rate of inf used to be accepted and ruin the run.
+    model_config = ConfigDict(protected_namespaces=(), frozen=True, allow_inf_nan=False)
 
     data: Path = Field(description="BEIR directory, LlamaIndex JSON file, or query-log JSONL file.")
     data_format: DataFormat = Field(default="auto", description="Format of `data`; 'auto' infers it from the path.")
@@ -64,16 +83,23 @@ class FineTuneConfig(BaseModel):
         default=None, description="Registered name of the result; defaults to the base's model name."
     )
     strategy: str = Field(default="hard_negative", description="Training strategy name (see strategies.STRATEGIES).")
-    epochs: int = Field(default=9, gt=0, description="Maximum epochs (early stopping may end sooner).")
-    learning_rate: float = Field(default=1e-4, gt=0, description="Peak learning rate (AdamW, linear decay).")
-    batch_size: int = Field(default=32, gt=1, description="Rows per step; in-batch negatives grow with it.")
+    epochs: int = Field(default=9, gt=0, le=MAX_EPOCHS, description="Maximum epochs (early stopping may end sooner).")
+    learning_rate: float = Field(
+        default=1e-4, gt=0, le=MAX_LEARNING_RATE, description="Peak learning rate (AdamW, linear decay)."
+    )
+    batch_size: int = Field(
+        default=32, gt=1, le=MAX_BATCH_SIZE, description="Rows per step; in-batch negatives grow with it."
+    )
     warmup_ratio: float = Field(default=0.1, ge=0, lt=1, description="Share of steps with linear warm-up.")
-    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay.")
+    weight_decay: float = Field(default=0.01, ge=0, le=1, description="AdamW weight decay.")
     train_max_seq_length: int = Field(
-        default=128, gt=0, description="Token limit while training (shorter is faster; inference keeps its own)."
+        default=128,
+        gt=0,
+        le=MAX_SEQ_LENGTH,
+        description="Token limit while training (shorter is faster; inference keeps its own).",
     )
     max_seq_length: int | None = Field(
-        default=None, gt=0, description="Token limit of the saved model; None keeps the base's."
+        default=None, gt=0, le=MAX_SEQ_LENGTH, description="Token limit of the saved model; None keeps the base's."
     )
     attention_dropout: float | None = Field(
         default=0.0,
@@ -85,20 +111,26 @@ class FineTuneConfig(BaseModel):
     hidden_dropout: float | None = Field(
         default=0.0, ge=0, lt=1, description="Every other dropout while training; None keeps the base's."
     )
-    seed: int = Field(default=0, description="Seed of the split, sampling, initialisation and data order.")
+    seed: int = Field(
+        default=0, ge=0, lt=2**32, description="Seed of the split, sampling, initialisation and data order."
+    )
     validation_fraction: float = Field(
         default=0.2, ge=0, lt=1, description="Share of training queries held out for validation."
     )
     validation_corpus_size: int = Field(
         default=1000,
         gt=0,
+        le=MAX_COUNT,
         description="Documents searched by the validation evaluator: positives, the base's top hits, random fill.",
     )
     eval_steps: int | None = Field(
-        default=None, gt=0, description="Evaluate every N steps; None evaluates once per epoch."
+        default=None, gt=0, le=MAX_COUNT, description="Evaluate every N steps; None evaluates once per epoch."
     )
     early_stopping_patience: int = Field(
-        default=3, ge=0, description="Evaluations without improvement before stopping; 0 disables early stopping."
+        default=3,
+        ge=0,
+        le=MAX_EPOCHS,
+        description="Evaluations without improvement before stopping; 0 disables early stopping.",
     )
     average_checkpoints: bool = Field(
         default=True,
@@ -121,23 +153,24 @@ class FineTuneConfig(BaseModel):
         default=None, description="Which negatives get hardness weighting in the in-batch losses; None: off."
     )
     hardness_strength: float = Field(
-        default=0.0, ge=0, description="Weight of the hardness term (alpha); ignored without hardness_mode."
+        default=0.0, ge=0, le=100, description="Weight of the hardness term (alpha); ignored without hardness_mode."
     )
-    num_negatives: int = Field(default=1, gt=0, description="Mined negatives per query for n-tuple strategies.")
-    mining_top_k: int = Field(default=30, gt=0, description="Candidates the miner examines per query.")
+    num_negatives: int = Field(default=1, gt=0, le=64, description="Mined negatives per query for n-tuple strategies.")
+    mining_top_k: int = Field(default=30, gt=0, le=10_000, description="Candidates the miner examines per query.")
     mining_margin: float = Field(
         default=0.95, gt=0, le=1, description="Skip candidates scoring above margin x the positive's score."
     )
     title_pseudo_queries: int = Field(
         default=0,
         ge=0,
+        le=MAX_COUNT,
         description="Add up to N (title -> abstract) pairs from corpus documents that are not validation or "
         "test positives; 0 disables.",
     )
     teacher_model: str | None = Field(
         default=None, description="Distillation teacher (path, hub id or registry ref); None uses the base."
     )
-    student_layers: int = Field(default=3, gt=0, description="Transformer layers of a distillation student.")
+    student_layers: int = Field(default=3, gt=0, le=128, description="Transformer layers of a distillation student.")
     output_dir: Path | None = Field(
         default=None, description="Receives the sentence-transformers directory; None uses a directory under work_dir."
     )

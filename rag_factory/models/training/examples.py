@@ -9,8 +9,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag_factory.data.beir import BeirDataset, load_beir
-from rag_factory.errors import DatasetError, describe_choices
+from rag_factory.data.beir import BeirDataset, load_beir, read_jsonl_objects, row_id
+from rag_factory.errors import DatasetError, describe_choices, quoted
 
 _SPACES = re.compile(r"\s+")
 
@@ -116,8 +116,28 @@ def _file_hash(*paths: Path) -> str:
 
 
 def _require_file(path: Path, what: str) -> None:
-    if not path.is_file():
-        raise DatasetError(f"{what} {str(path)!r} does not exist")
+    if not path.is_file():  # also false for a FIFO or device, which would block the reader
+        raise DatasetError(f"{what} {quoted(str(path))} does not exist or is not a regular file")
+
+
+def _read_json(file: Path) -> object:
+    try:
+        return json.loads(file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{file.name} is not valid UTF-8 (byte {exc.start + 1})") from exc
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{file.name} is not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+    except RecursionError as exc:
+        raise DatasetError(f"{file.name} nests JSON too deeply") from exc
+
+
+def _relevant_pairs(relevant: Mapping[str, object], file: Path) -> list[tuple[str, str]]:
+    pairs = []
+    for query_id, docs in relevant.items():
+        if not isinstance(docs, list) or not all(isinstance(d, str | int) for d in docs):
+            raise DatasetError(f"{file.name}: relevant_docs[{quoted(query_id)}] must be a list of document ids")
+        pairs += [(str(query_id), str(d)) for d in docs]
+    return pairs
 
 
 def load_llamaindex_json(path: str | Path, name: str | None = None) -> TrainingData:
@@ -128,19 +148,17 @@ def load_llamaindex_json(path: str | Path, name: str | None = None) -> TrainingD
     """
     file = Path(path)
     _require_file(file, "LlamaIndex dataset")
-    try:
-        raw = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{file.name} is not valid JSON: {exc.msg}") from exc
+    raw = _read_json(file)
+    if not isinstance(raw, dict):
+        raise DatasetError(f"{file.name} is not a JSON object (an EmbeddingQAFinetuneDataset)")
     missing = [key for key in ("queries", "corpus", "relevant_docs") if not isinstance(raw.get(key), dict)]
     if missing:
         raise DatasetError(f"{file.name} lacks the EmbeddingQAFinetuneDataset keys: {', '.join(missing)}")
-    relevant: Mapping[str, list[str]] = raw["relevant_docs"]
     data = TrainingData(
         name=name or file.stem,
         queries={str(k): str(v) for k, v in raw["queries"].items()},
         corpus={str(k): str(v) for k, v in raw["corpus"].items()},
-        pairs=[(str(q), str(d)) for q, docs in relevant.items() for d in docs],
+        pairs=_relevant_pairs(raw["relevant_docs"], file),
         source_hash=_file_hash(file),
     )
     data.check()
@@ -162,21 +180,6 @@ def save_llamaindex_json(data: TrainingData, path: str | Path) -> Path:
     return file
 
 
-def _read_jsonl(path: Path) -> list[dict[str, object]]:
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{path.name} line {number} is not valid JSON: {exc.msg}") from exc
-        if not isinstance(row, dict):
-            raise DatasetError(f"{path.name} line {number} is not a JSON object")
-        rows.append(row)
-    return rows
-
-
 def load_query_logs(log_path: str | Path, corpus_path: str | Path, name: str | None = None) -> TrainingData:
     """Training data from search logs: each click is a positive, each shown-but-skipped result a negative.
 
@@ -195,23 +198,24 @@ def load_query_logs(log_path: str | Path, corpus_path: str | Path, name: str | N
     _require_file(logs, "query log")
     _require_file(corpus_file, "corpus")
     corpus = {}
-    for row in _read_jsonl(corpus_file):
+    for number, row in read_jsonl_objects(corpus_file):
         title, text = str(row.get("title") or ""), str(row.get("text") or "")
-        corpus[str(row["_id"])] = f"{title} {text}".strip() if title else text
+        corpus[row_id(row, corpus_file, number)] = f"{title} {text}".strip() if title else text
     ids: dict[str, str] = {}
     queries: dict[str, str] = {}
     pairs: list[tuple[str, str]] = []
     negatives: dict[str, list[str]] = {}
-    for number, row in enumerate(_read_jsonl(logs), start=1):
-        if not isinstance(row.get("query"), str) or row.get("clicked_doc_id") is None:
+    for number, row in read_jsonl_objects(logs):
+        clicked = row.get("clicked_doc_id")
+        if not isinstance(row.get("query"), str) or isinstance(clicked, bool) or not isinstance(clicked, str | int):
             raise DatasetError(f"{logs.name} line {number}: expected 'query' and 'clicked_doc_id'")
         text = str(row["query"])
         qid = ids.setdefault(normalise_query(text), f"log-{len(ids)}")
         queries.setdefault(qid, text)
         pairs.append((qid, str(row["clicked_doc_id"])))
         skipped = row.get("skipped_doc_ids") or []
-        if not isinstance(skipped, list):
-            raise DatasetError(f"{logs.name} line {number}: 'skipped_doc_ids' must be a list")
+        if not isinstance(skipped, list) or not all(isinstance(d, str | int) for d in skipped):
+            raise DatasetError(f"{logs.name} line {number}: 'skipped_doc_ids' must be a list of document ids")
         negatives.setdefault(qid, []).extend(str(d) for d in skipped)
     data = TrainingData(
         name=name or logs.stem,

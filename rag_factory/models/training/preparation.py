@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from rag_factory.data.beir import BeirDataset, load_beir
-from rag_factory.errors import DatasetError, InvalidConfigError
+from rag_factory.errors import DatasetError, InvalidConfigError, quoted
 from rag_factory.models.embedding.hub import resolve_model_path
 from rag_factory.models.embedding.records import ModelRecord
 from rag_factory.models.embedding.registry import ModelRegistry
@@ -57,8 +57,12 @@ def load_training_data(config: FineTuneConfig) -> tuple[TrainingData, BeirDatase
         DatasetError: Missing files, bad lines or qrels naming unknown ids.
     """
     path, fmt = Path(config.data), config.data_format
-    if not path.exists():
-        raise DatasetError(f"training data {str(path)!r} does not exist")
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a name too long for the file system
+        raise DatasetError(f"training data {quoted(str(path))} cannot be read: {exc.strerror}") from exc
+    if not exists:
+        raise DatasetError(f"training data {quoted(str(path))} does not exist")
     if fmt == "auto":
         fmt = "beir" if path.is_dir() else "llamaindex" if path.suffix == ".json" else "query_log"
     if fmt == "beir":
