@@ -20,6 +20,8 @@ import grpc
 from rag_factory.errors import DeadlineExceededError
 
 _END = object()
+# How often a reader blocked on a full queue checks whether its call ended.
+_PUT_POLL_S = 0.5
 
 
 class _StreamSlots:
@@ -65,22 +67,38 @@ class _IdleLimitedRequests:
     """Requests of a client stream, ending with DeadlineExceededError when none comes for ``timeout_s``.
 
     gRPC's request iterator blocks without a timeout, so a daemon thread reads it into a one-slot queue and
-    the servicer waits on the queue instead. When the call ends (the servicer aborts, or the client goes
-    away), gRPC's iterator raises and the reader thread exits.
+    the servicer waits on the queue instead. When the call ends, :meth:`close` is called: a reader blocked
+    on gRPC's iterator sees it raise, and one blocked on a full queue (the servicer stopped reading after
+    a failed message) sees the close within ``_PUT_POLL_S``; either way the thread exits.
     """
 
     def __init__(self, requests: Iterator[Any], timeout_s: float) -> None:
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
         self._timeout_s = timeout_s
+        self._closed = threading.Event()
         threading.Thread(target=self._read, args=(requests,), name="stream-reader", daemon=True).start()
+
+    def close(self) -> None:
+        """The call ended: stop reading."""
+        self._closed.set()
 
     def _read(self, requests: Iterator[Any]) -> None:
         try:
             for request in requests:
-                self._queue.put(request)
+                if not self._put(request):
+                    return
         except Exception:  # the call ended (cancelled, aborted or failed): nothing left to read
             pass
-        self._queue.put(_END)
+        self._put(_END)
+
+    def _put(self, item: Any) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=_PUT_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def __iter__(self) -> Iterator[Any]:
         return self
@@ -145,9 +163,12 @@ class StreamAdmission(grpc.ServerInterceptor):
             # False (or its request iterator end) and returns, freeing the thread.
             lifetime = threading.Timer(self._max_duration_s, context.cancel)
             lifetime.daemon = True
+            reader = _IdleLimitedRequests(request, self._idle_timeout_s) if request_streaming else None
 
             def give_back() -> None:
                 lifetime.cancel()
+                if reader is not None:
+                    reader.close()
                 self._slots.release()
 
             done = _Once(give_back)
@@ -157,10 +178,8 @@ class StreamAdmission(grpc.ServerInterceptor):
                 done()
                 context.abort(grpc.StatusCode.CANCELLED, "the call ended before it started")
             lifetime.start()
-            if request_streaming:
-                request = _IdleLimitedRequests(request, self._idle_timeout_s)
             try:
-                return behavior(request, context)
+                return behavior(reader if reader is not None else request, context)
             except BaseException:
                 done()
                 raise

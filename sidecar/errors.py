@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import traceback
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -13,7 +14,7 @@ from google.protobuf import any_pb2, message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from rag_factory.errors import InvalidArgumentError, RagFactoryError, StatusName
+from rag_factory.errors import InvalidArgumentError, RagFactoryError, StatusName, quoted
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,13 @@ def status_for(exc: BaseException) -> status_pb2.Status:
     if isinstance(exc, RagFactoryError):
         code, message, reason, metadata = STATUS_CODES[exc.code], exc.message, exc.reason, exc.metadata
     else:
-        logger.exception("unexpected error while serving a request", exc_info=exc)
+        # The traceback without the exception's own text, which may quote a client's input at any length.
+        logger.error(
+            "unexpected error while serving a request: %s: %s\n%s",
+            type(exc).__name__,
+            quoted(str(exc), 500),
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
         code, message, reason, metadata = grpc.StatusCode.INTERNAL, "internal error; see the server log", "INTERNAL", {}
     # A safety net under the messages themselves, which quote client input briefly: a message or a
     # metadata value that echoed 20,000 characters would make the trailers too big to deliver.

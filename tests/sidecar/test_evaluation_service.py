@@ -47,8 +47,12 @@ def test_compare_retrieval_reports_paired_tests(channel: grpc.Channel) -> None:
     [
         ("minilm-onnx", {"split": "dev"}, grpc.StatusCode.INVALID_ARGUMENT),
         ("ghost@1.0.0", {}, grpc.StatusCode.NOT_FOUND),
+        # A split names a file: a long one answered INTERNAL (file name too long), and "../x" climbed out
+        # of the dataset's qrels folder (found by the fuzz test).
+        ("minilm-onnx", {"split": "x" * 300}, grpc.StatusCode.INVALID_ARGUMENT),
+        ("minilm-onnx", {"split": "../../corpus"}, grpc.StatusCode.INVALID_ARGUMENT),
     ],
-    ids=["split-without-qrels", "unknown-model"],
+    ids=["split-without-qrels", "unknown-model", "split-too-long", "split-with-a-path"],
 )
 def test_bad_evaluations_get_clear_errors(
     channel: grpc.Channel, model: str, fields: dict[str, object], code: grpc.StatusCode

@@ -145,6 +145,27 @@ def test_a_silent_client_stream_is_ended_after_the_idle_timeout(
     assert _embed_one(sidecar.address) == 1
 
 
+def test_a_stream_that_fails_early_leaves_no_reader_thread_behind(
+    private_registry_path: Path, sidecar_factory: Callable[..., RunningSidecar]
+) -> None:
+    """Found by the fuzz test: a stream whose first message failed left a reader blocked for ever."""
+    sidecar = sidecar_factory(private_registry_path)
+
+    def readers() -> int:
+        return sum(1 for thread in threading.enumerate() if thread.name == "stream-reader")
+
+    before = readers()
+    bad = embedding_pb2.EmbedStreamRequest(request=embedding_pb2.EmbedRequest(texts=[""]))
+    good = embedding_pb2.EmbedStreamRequest(request=embedding_pb2.EmbedRequest(texts=["fine"]))
+    with grpc.insecure_channel(sidecar.address) as channel:
+        stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+        for _ in range(5):
+            with pytest.raises(grpc.RpcError) as failed:
+                list(stub.EmbedStream(iter([bad, good, good, good]), timeout=10))
+            assert failed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _eventually(lambda: readers() == before)
+
+
 def test_calls_beyond_the_servers_capacity_are_refused_at_once(
     private_registry_path: Path, sidecar_factory: Callable[..., RunningSidecar]
 ) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
 from rag_factory.data.beir import BeirDataset, _read_qrels, load_beir
-from rag_factory.errors import DatasetError, describe_choices
+from rag_factory.errors import DatasetError, describe_choices, quoted
 
 
 class DanglingQrels(BaseModel):
@@ -19,6 +20,9 @@ class DanglingQrels(BaseModel):
     examples: list[str] = Field(default_factory=list, description="A few of the unknown ids.")
 
 
+SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
 def load_split(
     dataset_dir: str | Path, split: str, *, allow_dangling_qrels: bool = False
 ) -> tuple[BeirDataset, dict[str, dict[str, int]], DanglingQrels]:
@@ -28,6 +32,12 @@ def load_split(
         DatasetError: Missing files, no qrels for ``split``, a split with no judged query, or dangling
             judgements while ``allow_dangling_qrels`` is False.
     """
+    if not SPLIT_NAME.fullmatch(split):
+        # The name becomes a file name: no separators, no "..", nothing longer than a file name may be.
+        raise DatasetError(
+            f"split {quoted(split)} is not a split name: 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
     dataset = load_beir(dataset_dir, strict=False)
     qrels_file = dataset.path / "qrels" / f"{split}.tsv"
     if not qrels_file.is_file():

@@ -70,9 +70,15 @@ class FineTuneConfig(BaseModel):
     data: Path = Field(description="BEIR directory, LlamaIndex JSON file, or query-log JSONL file.")
     data_format: DataFormat = Field(default="auto", description="Format of `data`; 'auto' infers it from the path.")
     corpus: Path | None = Field(default=None, description="Corpus JSONL (BEIR form) for query logs.")
-    train_split: str = Field(default="train", description="BEIR qrels split used for training and validation.")
+    train_split: str = Field(
+        default="train",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="BEIR qrels split used for training and validation.",
+    )
     test_split: str | None = Field(
-        default="test", description="BEIR split evaluated once after training (never used for choices); None skips."
+        default="test",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="BEIR split evaluated once after training (never used for choices); None skips.",
     )
     base_model: str = Field(
         default=DEFAULT_BASE_MODEL,
