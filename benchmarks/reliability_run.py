@@ -231,8 +231,14 @@ class LoadReport:
         return float(np.quantile(self.latencies_ms, q))
 
 
-def load(address: str, clients: int, seconds: float, timeout_s: float, texts: list[str]) -> LoadReport:
-    """``clients`` threads, each on its own channel, send Embed calls for ``seconds``; then time recovery."""
+def load(
+    address: str, clients: int, seconds: float, timeout_s: float, texts: list[str], backoff_ms: float = 0.0
+) -> LoadReport:
+    """``clients`` threads, each on its own channel, send Embed calls for ``seconds``; then time recovery.
+
+    A client refused with RESOURCE_EXHAUSTED waits a random 0.5x to 1.5x ``backoff_ms`` before its next
+    call, as the refusal asks (0: it retries at once, the most hostile client).
+    """
     report = LoadReport(clients, seconds)
     stop = threading.Event()
     in_flight: dict[int, grpc.Future] = {}
@@ -257,6 +263,8 @@ def load(address: str, clients: int, seconds: float, timeout_s: float, texts: li
                 elapsed = time.monotonic() - started
                 if code == "CANCELLED" and stop.is_set():
                     return
+                if code == "RESOURCE_EXHAUSTED" and backoff_ms > 0:
+                    stop.wait(backoff_ms / 1000 * rng.uniform(0.5, 1.5))
                 with lock:
                     report.codes[code] += 1
                     report.late_answers += elapsed > timeout_s + 1
@@ -390,7 +398,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for clients in args.clients:
                 print(f"load: {clients} clients for {args.load_seconds:.0f} s...", flush=True)
-                loads.append(load(server.address, clients, args.load_seconds, args.load_timeout, texts))
+                loads.append(
+                    load(server.address, clients, args.load_seconds, args.load_timeout, texts, args.backoff_ms)
+                )
         finally:
             server.stop()
     if args.kills:
@@ -446,6 +456,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clients", type=int, nargs="*", default=None, help="load levels (default 16 64 160)")
     parser.add_argument("--load-seconds", type=float, default=None, help="seconds per load level (default 40)")
     parser.add_argument("--load-timeout", type=float, default=10.0, help="deadline of each load request (s)")
+    parser.add_argument(
+        "--backoff-ms",
+        type=float,
+        default=0.0,
+        help="load clients wait about this long after RESOURCE_EXHAUSTED (default 0: retry at once)",
+    )
     parser.add_argument("--kills", type=int, default=None, help="kill -9 cycles (default 30; 0 skips)")
     parser.add_argument("--call-timeout", type=float, default=4.0, help="deadline of each fuzzed call (s)")
     parser.add_argument("--verbose", action="store_true", help="also list the answers' messages per RPC")
