@@ -125,6 +125,7 @@ def start_sidecar(registry_path: Path, cache_dir: Path) -> Sidecar:
     settings = SidecarSettings.model_validate(
         {
             "address": "127.0.0.1:0",
+            "http_address": None,  # these tests use gRPC only; 8080 may be taken
             "models": {
                 "embedding": {
                     "default_model_id": "minilm-onnx",

@@ -48,6 +48,7 @@ def start_sidecar(registry: Path, cache: Path, batching: dict[str, object]) -> t
         json.dumps(
             {
                 "address": f"127.0.0.1:{port}",
+                "http_address": None,  # these tests use gRPC only; 8080 may be taken
                 "load_entry_point_plugins": False,
                 "batching": batching,
                 "models": {

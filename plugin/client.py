@@ -73,6 +73,7 @@ def build_embed_request(
     request_id: str = "",
     encoding: Encoding = "packed",
     allow_fallback: bool = False,
+    dimensions: int | None = None,
 ) -> embedding_pb2.EmbedRequest:
     """The one place an ``EmbedRequest`` is made, for the sync, async and batched paths alike.
 
@@ -89,13 +90,19 @@ def build_embed_request(
         allow_fallback: Let the sidecar's default model answer when the requested model fails. Its
             vectors are of another vector space: search the index of ``served_by.model_id``. False
             (the default) makes such a failure raise ``FallbackRefusedError`` instead.
+        dimensions: Matryoshka truncation: the first ``dimensions`` values of each vector, scaled back to
+            unit length (None: the model's full dimension). Above the model's dimension the sidecar
+            answers INVALID_ARGUMENT.
 
     Raises:
-        InvalidArgumentError: ``texts`` is a single string, or the encoding is unknown.
+        InvalidArgumentError: ``texts`` is a single string, the encoding is unknown, or ``dimensions`` < 1.
     """
     if isinstance(texts, str):
         # A str is a Sequence[str] too; embedding it would embed each character.
         raise InvalidArgumentError("texts must be a list of strings, not one string; wrap it as [text]")
+    if dimensions is not None and dimensions < 1:
+        # The wire field is unsigned, and 0 there means "all of them": neither can say this.
+        raise InvalidArgumentError(f"dimensions must be at least 1, got {dimensions}; leave it None for all of them")
     return embedding_pb2.EmbedRequest(
         texts=list(texts),
         model=model,
@@ -104,6 +111,7 @@ def build_embed_request(
         request_id=request_id,
         encoding=_ENCODINGS[_check_encoding(encoding)],
         allow_fallback=allow_fallback,
+        dimensions=dimensions or 0,  # 0: the model's full dimension
     )
 
 
@@ -216,6 +224,7 @@ class RagFactoryClient:
         encoding: Encoding | None = None,
         timeout: float | None = None,
         allow_fallback: bool = False,
+        dimensions: int | None = None,
     ) -> EmbedResult:
         """Embed one batch (at most 256 texts) in one request.
 
@@ -229,6 +238,7 @@ class RagFactoryClient:
             timeout: Deadline in seconds; the client's ``timeout_s`` when None.
             allow_fallback: Accept the default model's vectors when the requested model fails
                 (``served_by.fallback`` is then true and ``served_by.model_id`` names the index to search).
+            dimensions: Keep the first ``dimensions`` values of each vector, re-normalised (None: all).
 
         Returns:
             The vectors and the model that served them.
@@ -247,6 +257,7 @@ class RagFactoryClient:
             request_id=request_id,
             encoding=encoding or self.encoding,
             allow_fallback=allow_fallback,
+            dimensions=dimensions,
         )
         rpc = unary(self._sync_channel(), _EMBED, embedding_pb2.EmbedRequest, embedding_pb2.EmbedResponse)
         started = time.perf_counter()
@@ -266,6 +277,7 @@ class RagFactoryClient:
         encoding: Encoding | None = None,
         timeout: float | None = None,
         allow_fallback: bool = False,
+        dimensions: int | None = None,
     ) -> EmbedResult:
         """Async twin of :meth:`embed` over a ``grpc.aio`` channel; same arguments, result and errors."""
         request = build_embed_request(
@@ -276,6 +288,7 @@ class RagFactoryClient:
             request_id=request_id,
             encoding=encoding or self.encoding,
             allow_fallback=allow_fallback,
+            dimensions=dimensions,
         )
         rpc = unary(self._aio_channel(), _EMBED, embedding_pb2.EmbedRequest, embedding_pb2.EmbedResponse)
         started = time.perf_counter()
@@ -295,6 +308,7 @@ class RagFactoryClient:
         encoding: Encoding | None = None,
         timeout: float | None = None,
         allow_fallback: bool = False,
+        dimensions: int | None = None,
     ) -> EmbedResult:
         """Embed any number of texts in requests of at most ``batch_size`` texts.
 
@@ -315,6 +329,7 @@ class RagFactoryClient:
                 encoding=encoding,
                 timeout=timeout,
                 allow_fallback=allow_fallback,
+                dimensions=dimensions,
             )
             for batch in _batches(texts, batch_size)
         ]
@@ -331,6 +346,7 @@ class RagFactoryClient:
         encoding: Encoding | None = None,
         timeout: float | None = None,
         allow_fallback: bool = False,
+        dimensions: int | None = None,
     ) -> EmbedResult:
         """Async twin of :meth:`embed_batched`; the batches are sent concurrently."""
         started = time.perf_counter()
@@ -344,6 +360,7 @@ class RagFactoryClient:
                     encoding=encoding,
                     timeout=timeout,
                     allow_fallback=allow_fallback,
+                    dimensions=dimensions,
                 )
                 for batch in _batches(texts, batch_size)
             )

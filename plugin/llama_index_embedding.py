@@ -63,6 +63,14 @@ class RagFactoryEmbedding(BaseEmbedding):
             "space: search the index of `last_served_by.model_id`. False raises FallbackRefusedError instead."
         ),
     )
+    dimensions: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Matryoshka truncation: keep the first `dimensions` values of each vector, re-normalised (None: all). "
+            "Build and query an index with the same value: it is part of the vector space."
+        ),
+    )
     timeout_s: float = Field(default=10.0, gt=0, description="Deadline of each gRPC call, in seconds.")
     encoding: Encoding = Field(default="packed", description="Vector encoding on the wire: 'packed' or 'repeated'.")
     load_plugins: bool = Field(
@@ -186,6 +194,7 @@ class RagFactoryEmbedding(BaseEmbedding):
             "routing_key": self.routing_key,
             "domain": self.domain,
             "allow_fallback": self.allow_fallback,
+            "dimensions": self.dimensions,
         }
 
     def _observed(self, result: EmbedResult) -> EmbedResult:

@@ -98,6 +98,7 @@ def embed_call(request: embedding_pb2.EmbedRequest, timeout_s: float | None) -> 
         request_id=request.request_id,
         timeout_s=timeout_s,
         allow_fallback=request.allow_fallback,
+        dimensions=request.dimensions or None,  # 0, the proto default, means the model's full dimension
     )
 
 

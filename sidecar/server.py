@@ -45,6 +45,8 @@ from sidecar.access import TokenAccess
 from sidecar.admission import StreamAdmission
 from sidecar.errors import UndecodableRequests
 from sidecar.health import NOT_SERVING, HealthService, ReadinessMonitor
+from sidecar.http.runner import start_http
+from sidecar.metrics_http import start_metrics_server
 from sidecar.servicers.ab import ABTestServicer
 from sidecar.servicers.embedding import EmbeddingServicer
 from sidecar.servicers.evaluation import EvaluationServicer
@@ -52,6 +54,7 @@ from sidecar.servicers.model import ModelServicer
 from sidecar.servicers.registry import RegistryServicer
 from sidecar.servicers.training import TrainingServicer
 from sidecar.settings import SidecarSettings
+from sidecar.startup import choose_default_model, load_default_model, preflight, startup_step
 from sidecar.trust import ImportPolicy, JobPathPolicy
 
 logger = logging.getLogger(__name__)
@@ -89,18 +92,26 @@ class SidecarServices:
     health: HealthService = field(default_factory=HealthService)
     ready: threading.Event = field(default_factory=threading.Event)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    http_port: int | None = None  # the HTTP API's port once started (None: http_address is null)
+    stop_http: Callable[[], None] | None = None  # drains and stops the HTTP API (idempotent)
     _closed: threading.Event = field(default_factory=threading.Event)
+    _closing: threading.Lock = field(default_factory=threading.Lock)
 
     def close(self) -> None:
-        """Finish queued inference, stop background work and release resources (idempotent)."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
-        for callback in self.on_stop:
-            callback()
-        self.engine.close()
-        self.jobs.close()
-        self.registry.close()
+        """Finish queued inference, stop background work and release resources (idempotent).
+
+        A second caller waits until the first has finished: ``serve()`` and the thread that closes the
+        services when gRPC stops both call it, and the process must not exit while HTTP still drains.
+        """
+        with self._closing:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+            for callback in self.on_stop:
+                callback()
+            self.engine.close()
+            self.jobs.close()
+            self.registry.close()
 
 
 def build_services(settings: SidecarSettings, *, plugins: tuple[object, ...] = ()) -> SidecarServices:
@@ -111,7 +122,8 @@ def build_services(settings: SidecarSettings, *, plugins: tuple[object, ...] = (
         cache_budget_mb=embedding.cache_size_gb * 1024, cache_dir=Path(embedding.cache_dir).expanduser()
     )
     hooks = build_plugin_manager("sidecar", load_entry_points=settings.load_entry_point_plugins, plugins=plugins)
-    metrics = ServingMetrics()
+    # The sidecar is a process of its own: its registry also carries the process's CPU, memory and GC.
+    metrics = ServingMetrics(process_metrics=True)
     store = SQLiteExperimentStore(database_path(registry.path))
     rollouts = RolloutManager(registry, ABTestingFramework(store=store), store, hooks=hooks)
     router = ABRouter(rollouts)
@@ -124,6 +136,7 @@ def build_services(settings: SidecarSettings, *, plugins: tuple[object, ...] = (
         hooks=hooks,
         metrics=metrics,
         router=router if embedding.ab_testing.enabled else None,
+        request_log=settings.request_log,
     )
     engine.add_listener(router.on_served)
     engine.add_failure_listener(router.on_failed)
@@ -191,6 +204,9 @@ def build_server(settings: SidecarSettings, services: SidecarServices | None = N
     Returns:
         The started server and the port it is bound to. Call ``server.stop(grace)`` to stop it; the
         services are closed when it has stopped.
+
+    Raises:
+        OSError: ``address``, ``metrics_address`` or ``http_address`` cannot be bound; the message names which.
     """
     services = services or build_services(settings)
     limits = settings.limits
@@ -239,25 +255,48 @@ def build_server(settings: SidecarSettings, services: SidecarServices | None = N
     reflection.enable_server_reflection((*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
     port = _bind(server, settings)
     if settings.metrics_address:
-        from prometheus_client import start_http_server
-
-        host, _, metrics_port = settings.metrics_address.rpartition(":")
-        start_http_server(int(metrics_port), addr=host or "127.0.0.1", registry=services.metrics.registry)
+        try:
+            metrics_server = start_metrics_server(settings.metrics_address, services.metrics)
+        except OSError:
+            server.stop(None)  # frees the gRPC port bound above; the OSError names the metrics address
+            raise
+        services.on_stop.append(metrics_server.close)
     server.start()
-    _watch_readiness(services).start()
+    readiness = _watch_readiness(services)
+    readiness.start()
     _close_when_stopped(server, services)
+    if settings.http_address:
+        # The HTTP API (docs/http.md) over the same engine, tokens, TLS and readiness as gRPC.
+        try:
+            http = start_http(
+                settings,
+                engine=services.engine,
+                health=services.health,
+                readiness=readiness,
+                metrics_registry=services.metrics.registry,
+                server_version=_server_version(),
+            )
+        except OSError:
+            server.stop(None)  # the services close when it has stopped; the OSError names the HTTP address
+            raise
+        services.http_port = http.port
+        services.stop_http = http.stop
+        services.on_stop.append(http.stop)
     return server, port
 
 
 def _bind(server: grpc.Server, settings: SidecarSettings) -> int:
     tls = settings.tls
-    if tls.cert_file and tls.key_file:
-        credentials = grpc.ssl_server_credentials([(Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes())])
-        port = server.add_secure_port(settings.address, credentials)
-    else:
-        port = server.add_insecure_port(settings.address)
+    try:
+        if tls.cert_file and tls.key_file:
+            key, cert = Path(tls.key_file).read_bytes(), Path(tls.cert_file).read_bytes()
+            port = server.add_secure_port(settings.address, grpc.ssl_server_credentials([(key, cert)]))
+        else:
+            port = server.add_insecure_port(settings.address)
+    except RuntimeError as exc:  # grpcio raises RuntimeError("Failed to bind ...") for a bad or taken address
+        raise OSError(f"address {settings.address} cannot be bound: {exc}") from exc
     if port == 0:
-        raise OSError(f"could not bind {settings.address}")
+        raise OSError(f"address {settings.address} cannot be bound")
     return port
 
 
@@ -269,16 +308,37 @@ def _close_when_stopped(server: grpc.Server, services: SidecarServices) -> None:
     threading.Thread(target=wait_and_close, name="closer", daemon=True).start()
 
 
-def serve(settings: SidecarSettings) -> int:
-    """Run the sidecar until SIGTERM or SIGINT, then let in-flight calls finish (graceful shutdown)."""
-    services = build_services(settings)
-    server, port = build_server(settings, services)
+def serve(settings: SidecarSettings, *, model: str | None = None) -> int:
+    """Run the sidecar until SIGTERM or SIGINT, then let in-flight calls finish (graceful shutdown).
+
+    Start-up checks the settings before anything binds (``startup.preflight``), chooses the default
+    model (``model`` is ``serve --model``; the bundled one is registered on a first zero-config start)
+    and loads it, then binds: a process that prints "listening on" can serve, and one that cannot stops.
+
+    Raises:
+        RagFactoryError: A start-up check failed, the default model cannot load, or a port cannot be
+            bound; the CLI prints it as one line, ``error (REASON): message``, and exits non-zero.
+    """
+    preflight(settings)
+    settings = choose_default_model(settings, model)
+    with startup_step(f"cannot open the registry at {settings.embedding.registry_path!r}"):
+        services = build_services(settings)
+    try:
+        default = load_default_model(services.engine)
+        with startup_step("cannot start the server"):
+            server, port = build_server(settings, services)
+    except BaseException:
+        services.close()
+        raise
     host = settings.address.rpartition(":")[0]
     if not settings.auth_token and host.strip("[]") not in ("127.0.0.1", "localhost", "::1"):
         # Anyone who can reach the port may then register models, move aliases and start jobs.
         logger.warning("listening on %s without auth_token: every client is an administrator (docs/security.md)", host)
     logger.info("rag-factory sidecar listening on %s:%d", host, port)
     print(f"listening on {host}:{port}", flush=True)
+    if services.http_port is not None:
+        print(f"http listening on {(settings.http_address or '').rpartition(':')[0]}:{services.http_port}", flush=True)
+    print(f"default model {default.ref} ({default.model_id})", flush=True)
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
@@ -289,7 +349,11 @@ def serve(settings: SidecarSettings) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     stopping.wait()
-    server.stop(settings.grace_period_s).wait()
+    # Both transports stop accepting at once and drain side by side, within one grace period.
+    grpc_stopped = server.stop(settings.grace_period_s)
+    if services.stop_http is not None:
+        services.stop_http()
+    grpc_stopped.wait()
     services.close()
     logger.info("stopped")
     return 0

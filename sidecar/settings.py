@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rag_factory.errors import InvalidConfigError, describe_validation_error
+from rag_factory.errors import InvalidConfigError, describe_choices, describe_validation_error
 from rag_factory.serving.engine import BatchingConfig
 from rag_factory.serving.limits import RequestLimits
 
@@ -28,10 +29,18 @@ ENV_OVERRIDES: dict[str, str] = {
     "RAG_FACTORY_TLS_CERT": "tls.cert_file",
     "RAG_FACTORY_TLS_KEY": "tls.key_file",
     "RAG_FACTORY_METRICS_ADDRESS": "metrics_address",
+    "RAG_FACTORY_REQUEST_LOG": "request_log",
+    "RAG_FACTORY_HTTP_ADDRESS": "http_address",
 }
 
 
-class ABTestingSettings(BaseModel):
+class _Section(BaseModel):
+    """A settings section: a key it does not know is an error (a misspelt key would otherwise be ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ABTestingSettings(_Section):
     """``models.embedding.ab_testing``."""
 
     enabled: bool = Field(default=True, description="Route requests for aliases under test.")
@@ -39,7 +48,7 @@ class ABTestingSettings(BaseModel):
     tick_interval_s: float = Field(default=5.0, gt=0, description="How often ramps and guardrails are checked.")
 
 
-class EmbeddingSettings(BaseModel):
+class EmbeddingSettings(_Section):
     """``models.embedding``."""
 
     default_model_id: str = Field(default="minilm", description="Model reference served when none is named.")
@@ -76,20 +85,20 @@ class EmbeddingSettings(BaseModel):
     )
 
 
-class ModelsSettings(BaseModel):
+class ModelsSettings(_Section):
     """``models``."""
 
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings, description="Embedding models.")
 
 
-class TLSSettings(BaseModel):
+class TLSSettings(_Section):
     """``tls``: both files switch TLS on."""
 
     cert_file: str | None = Field(default=None, description="PEM certificate chain.")
     key_file: str | None = Field(default=None, description="PEM private key.")
 
 
-class ConcurrencySettings(BaseModel):
+class ConcurrencySettings(_Section):
     """``concurrency``: how much work the server admits before it refuses (RESOURCE_EXHAUSTED)."""
 
     max_concurrent_rpcs: int = Field(
@@ -116,7 +125,7 @@ class ConcurrencySettings(BaseModel):
     )
 
 
-class SidecarSettings(BaseModel):
+class SidecarSettings(_Section):
     """Everything the sidecar needs, validated once at start-up."""
 
     address: str = Field(default="127.0.0.1:50051", description="HOST:PORT to bind; port 0 picks a free one.")
@@ -140,8 +149,32 @@ class SidecarSettings(BaseModel):
         description="Client token: may embed and read, not change what is served (docs/security.md).",
     )
     tls: TLSSettings = Field(default_factory=TLSSettings, description="TLS (off unless both files are set).")
-    metrics_address: str | None = Field(default=None, description="HOST:PORT for Prometheus /metrics.")
+    metrics_address: str | None = Field(
+        default=None, description="HOST:PORT of a port that serves only Prometheus /metrics (docs/metrics.md)."
+    )
+    request_log: bool = Field(
+        default=False,
+        description=(
+            "One JSON line per embedding request on the 'rag_factory.requests' logger: ids, models, counts, "
+            "status and timings, never the texts (docs/metrics.md)."
+        ),
+    )
+    http_address: str | None = Field(
+        default="127.0.0.1:8080",
+        description=(
+            "HOST:PORT of the HTTP API (OpenAI /v1/embeddings, /health, /ready, /info, /metrics; docs/http.md); "
+            "port 0 picks a free one; null (or off) turns it off."
+        ),
+    )
     load_entry_point_plugins: bool = Field(default=True, description="Load plugins from entry points.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _http_off(cls, data: Any) -> Any:
+        # YAML reads `off` (and so RAG_FACTORY_HTTP_ADDRESS=off) as False; "off" and "none" say the same as null.
+        if isinstance(data, dict) and data.get("http_address") in (False, "off", "none"):
+            return {**data, "http_address": None}
+        return data
 
     @model_validator(mode="after")
     def _streams_leave_threads_for_unary_calls(self) -> SidecarSettings:
@@ -189,5 +222,37 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     try:
         return SidecarSettings.model_validate(tree)
     except ValidationError as exc:
-        problems = describe_validation_error(exc)
+        problems = _describe_unknown_keys(exc) or describe_validation_error(exc)
         raise InvalidConfigError(f"invalid sidecar settings: {problems}") from exc
+
+
+def _describe_unknown_keys(exc: ValidationError, limit: int = 5) -> str | None:
+    # "unknown key 'models.embedding.defualt_model_id'; did you mean 'models.embedding.default_model_id'?"
+    # A misspelt key is the usual mistake, so naming the nearest valid key is most of the fix.
+    unknown = [error for error in exc.errors() if error["type"] == "extra_forbidden"]
+    if not unknown:
+        return None
+    described = []
+    for error in unknown[:limit]:
+        *parents, key = (str(part) for part in error["loc"])
+        valid = _keys_under(parents)
+        nearest = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+        dotted = ".".join([*parents, key])
+        hint = (
+            f"did you mean {'.'.join([*parents, nearest[0]])!r}?"
+            if nearest
+            else f"valid keys there: {describe_choices(valid, limit=20)}"
+        )
+        described.append(f"unknown key {dotted[:200]!r}; {hint}")
+    return "; ".join(described)
+
+
+def _keys_under(path: list[str]) -> list[str]:
+    section: type[BaseModel] = SidecarSettings
+    for part in path:
+        field = section.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        section = annotation
+    return list(section.model_fields)

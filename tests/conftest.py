@@ -161,6 +161,8 @@ def start_sidecar(registry_path: Path, cache_dir: Path, **overrides: object) -> 
                 }
             },
             "load_entry_point_plugins": False,
+            # HTTP on a free port too: the default, 127.0.0.1:8080, would be taken by the session's sidecar.
+            "http_address": "127.0.0.1:0",
             **overrides,
         }
     )

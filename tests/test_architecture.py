@@ -28,9 +28,7 @@ def _rooms() -> set[str]:
 
 
 def test_every_room_of_the_core_has_a_place_in_the_layers() -> None:
-    layered = {
-        name.strip() for layer in _contracts()["layers"]["layers"] for name in layer.split("|") if name.strip()
-    }
+    layered = {name.strip() for layer in _contracts()["layers"]["layers"] for name in layer.split("|") if name.strip()}
     assert _rooms() - layered == set()
 
 

@@ -71,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
         return _run(arguments)
+    except KeyboardInterrupt:  # Ctrl-C before a command installs its own handler (serve loading a model)
+        return 130
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in SERVER_PACKAGES:
             raise

@@ -22,6 +22,7 @@ class DemoContext:
     loader: CustomModelLoader
     dataset: BeirDataset
     sidecar_address: str = ""
+    sidecar_http_address: str = ""  # HOST:PORT of the same sidecar's HTTP API ("" when it is off)
     models: dict[str, str] = field(default_factory=dict)  # role ("base", "onnx", "fine_tuned") -> model id
     # The LlamaIndex nodes and pinned index of stage 5, reused by the A/B and re-embedding stages. Typed
     # loosely so that importing the context needs neither LlamaIndex nor the plugin.

@@ -15,7 +15,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from rag_factory.errors import (
-    DuplicateVersionError,
     InvalidArgumentError,
     ModelNotFoundError,
     describe_choices,
@@ -103,23 +102,18 @@ def validate_job(spec: dict[str, Any], registry_path: Path) -> None:
 def register_base(registry: ModelRegistry, base: str) -> ModelRecord:
     """The registered record of ``base``, registering it first if needed; safe for concurrent jobs.
 
-    Jobs started together each find the base unregistered and each register it; all but the first
-    then meet DUPLICATE_VERSION. The version that won is the same packaged model (its id is derived
-    from the hub id), so a loser takes the winner's record instead of failing.
+    The bundled base is the registration ``rag-factory serve`` made on its first start (``minilm@1.0.0``),
+    or made here under that name, so a job's result descends from the model the server serves. Jobs
+    started together each find the base unregistered and each register it; the losers of that race take
+    the winner's record (``ensure_base_registered`` handles DUPLICATE_VERSION).
 
     Raises:
         ModelNotFoundError: ``base`` is neither registered nor a local model.
-        DuplicateVersionError: The id is taken by a model that is not a registration of ``base``.
+        DuplicateVersionError: The name and version were taken at the same moment by other files.
     """
     from rag_factory.models.training.registration import ensure_base_registered
 
-    try:
-        return ensure_base_registered(registry, base)
-    except DuplicateVersionError:
-        record = ensure_base_registered(registry, base)  # now resolves to the winner's registration
-        if record.metadata.base_model != base:
-            raise
-        return record
+    return ensure_base_registered(registry, base, created_by="rag-factory job")
 
 
 def run_job(spec: dict[str, Any], registry_path: Path, emit: JobEventSink, cancel: threading.Event) -> dict[str, Any]:

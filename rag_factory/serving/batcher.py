@@ -7,6 +7,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -60,6 +61,9 @@ class MicroBatcher:
 
     ``close`` finishes every request ``submit`` accepted; after it, ``submit`` refuses.
 
+    ``on_batch`` hears of each completed forward pass once, with its number of texts, before any of its
+    callers gets a result (so metrics count passes, not the requests that shared them).
+
     Args:
         model: The loaded model.
         max_batch_texts: Most texts per forward pass (a single larger request still runs alone).
@@ -67,6 +71,7 @@ class MicroBatcher:
         queue_capacity: Most queued requests.
         max_queued_texts: Most queued texts (None: no limit beyond ``queue_capacity``).
         refuse_late: Refuse requests whose deadline falls before the queue ahead of them is done.
+        on_batch: Called with the texts of each completed forward pass, from the batcher's thread.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class MicroBatcher:
         queue_capacity: int,
         max_queued_texts: int | None = None,
         refuse_late: bool = False,
+        on_batch: Callable[[int], None] | None = None,
     ):
         self.model = model
         self.max_batch_texts = max_batch_texts
@@ -85,6 +91,7 @@ class MicroBatcher:
         self.queue_capacity = queue_capacity
         self.max_queued_texts = max_queued_texts if max_queued_texts is not None else math.inf
         self.refuse_late = refuse_late
+        self.on_batch = on_batch
         self._queue: collections.deque[_Pending] = collections.deque()
         self._queued_texts = 0
         self._seconds_per_text = 0.0  # 0 until the first forward pass has been timed
@@ -244,11 +251,20 @@ class MicroBatcher:
             return
         elapsed = time.monotonic() - started
         self._learn(elapsed / len(texts))
+        self._report(len(texts))
         offset = 0
         for item in live:
             rows = np.ascontiguousarray(vectors[offset : offset + len(item.texts)])
             offset += len(item.texts)
             item.future.set_result(BatchOutput(rows, (started - item.enqueued) * 1000.0, elapsed * 1000.0, len(texts)))
+
+    def _report(self, texts: int) -> None:
+        if self.on_batch is None:
+            return
+        try:
+            self.on_batch(texts)
+        except Exception:  # an observer must not stop the batcher's thread
+            logger.exception("a batch observer failed")
 
     def _learn(self, seconds_per_text: float) -> None:
         with self._lock:

@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import numpy as np
 import pluggy
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from rag_factory.arrays import VectorArray
 from rag_factory.errors import (
@@ -33,12 +34,14 @@ from rag_factory.hooks.manager import notify_safely
 from rag_factory.models.embedding.backends.base import EmbeddingModel
 from rag_factory.models.embedding.cache import CacheInfo
 from rag_factory.models.embedding.loader import CustomModelLoader
+from rag_factory.models.embedding.pooling import l2_normalize
 from rag_factory.models.embedding.records import ModelRecord
 from rag_factory.models.embedding.registry import ModelRegistry
 from rag_factory.models.embedding.registry_loading import model_config_for
-from rag_factory.models.monitoring.prometheus import ServingMetrics
+from rag_factory.models.monitoring.prometheus import LoadedModel, ServingMetrics
 from rag_factory.serving.batcher import BatchOutput, MicroBatcher
 from rag_factory.serving.limits import RequestLimits, check_texts
+from rag_factory.serving.request_log import RequestLogEntry, log_request
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,9 @@ _CLIENT_ERRORS = (InvalidArgumentError, NotFoundError, FailedPreconditionError, 
 
 class BatchingConfig(BaseModel):
     """Micro-batching settings."""
+
+    # A misspelt key in the sidecar's YAML must fail at start, not be ignored.
+    model_config = ConfigDict(extra="forbid")
 
     max_batch_texts: int = Field(default=64, gt=0, description="Most texts per forward pass.")
     max_wait_ms: float = Field(default=2.0, ge=0, description="How long a batch waits for more requests.")
@@ -68,6 +74,8 @@ class EmbedCall:
     # The default model's vectors are of another vector space, so it answers for a failed model only
     # when the caller says it can use them (it searches the index that ``served_by`` names).
     allow_fallback: bool = False
+    # Matryoshka: keep the first ``dimensions`` values of each vector, scaled back to unit length.
+    dimensions: int | None = None
 
 
 class Cancellation:
@@ -172,6 +180,15 @@ class _Run:
     cancellation: Cancellation | None
 
 
+@dataclass
+class _Reached:
+    """How far a call got: the route and the model it was last sent to, which label its failure."""
+
+    route: Route | None = None
+    record: ModelRecord | None = None  # None: the reference did not resolve (no model label)
+    fallback: bool = False
+
+
 # After a failed load, requests fail (or go straight to the fallback) for this long before a retry.
 LOAD_RETRY_AFTER_S = 30.0
 # How often a request looks its model up again when the model is evicted under it (cache thrashing).
@@ -186,6 +203,7 @@ class _ModelSlot:
     message: str = ""
     failed_at: float = 0.0
     cache_key: str = ""  # the loader-cache key of the model this id last loaded
+    record: ModelRecord | None = None  # the record it was loaded for (labels of rag_factory_model_info)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -207,6 +225,7 @@ class EmbeddingEngine:
         hooks: Plugin manager for preprocessing and observer hooks (None: no hooks).
         metrics: Prometheus metrics (None: a private registry).
         router: A/B router (None: direct).
+        request_log: Write one JSON line per request to the ``rag_factory.requests`` logger.
     """
 
     def __init__(
@@ -220,6 +239,7 @@ class EmbeddingEngine:
         hooks: pluggy.PluginManager | None = None,
         metrics: ServingMetrics | None = None,
         router: Router | None = None,
+        request_log: bool = False,
     ) -> None:
         self.registry = registry
         self.loader = loader
@@ -229,6 +249,7 @@ class EmbeddingEngine:
         self.hooks = hooks
         self.metrics = metrics or ServingMetrics()
         self.router: Router = router or DirectRouter()
+        self.request_log = request_log
         self._slots: dict[str, _ModelSlot] = {}
         self._slots_lock = threading.Lock()
         # One batcher per cached model object, created on its first request, closed on its eviction.
@@ -238,6 +259,7 @@ class EmbeddingEngine:
         self._listeners: list[Callable[[EmbedOutcome, EmbedCall], None]] = []
         self._failure_listeners: list[Callable[[Route, EmbedCall], None]] = []
         loader.add_eviction_listener(self._on_evicted)
+        self.metrics.watch_models(self._loaded_models)
 
     # -- requests ---------------------------------------------------------------------------------
 
@@ -261,12 +283,27 @@ class EmbeddingEngine:
             ModelLoadError: Neither the routed nor the fallback model could serve.
         """
         started = time.perf_counter()
+        reached = _Reached()
+        try:
+            outcome = self._embed(call, cancellation, started, reached)
+        except Exception as exc:  # counted here, in the engine, so gRPC and HTTP calls count alike
+            self._account_failure(call, reached, exc, started)
+            raise
+        self._account(outcome, call)
+        return outcome
+
+    def _embed(
+        self, call: EmbedCall, cancellation: Cancellation | None, started: float, reached: _Reached
+    ) -> EmbedOutcome:
+        """``embed``'s work; ``reached`` notes how far the call got, to label a failure."""
         deadline = None if call.timeout_s is None else time.monotonic() + call.timeout_s
         self._check_still_wanted(call, cancellation)
         check_texts(call.texts, self.limits)
         requested = call.model or self.default_model
-        route = self.router.route(requested, call.routing_key)
-        record = self.registry.resolve(route.model)
+        route = reached.route = self.router.route(requested, call.routing_key)
+        record = reached.record = self.registry.resolve(route.model)
+        # Refused before any compute: the record knows its dimension.
+        check_dimensions(call.dimensions, record.metadata.embedding_dim, record.model_id)
         run = _Run(call, deadline, cancellation)
         try:
             model, output = self._run(record, run)
@@ -282,11 +319,13 @@ class EmbeddingEngine:
                     raise _as_load_error(exc, record) from exc
                 raise _refused(call, route, record, fallback, reason) from exc
             logger.warning("model %s failed (%s); serving %s instead", record.model_id, reason, fallback.model_id)
-            self.metrics.fallbacks.labels(requested, fallback.model_id, type(exc).__name__).inc()
+            # Labels name models by registered id: the requested reference is the client's text.
+            self.metrics.fallbacks.labels(record.model_id, fallback.model_id, _as_load_error(exc, record).reason).inc()
+            reached.record, reached.fallback = fallback, True
             model, output = self._run(fallback, run)
             served = self._served_by(fallback, model, call, route, fallback_reason=reason)
         outcome = EmbedOutcome(
-            vectors=output.vectors,
+            vectors=truncated(output.vectors, call.dimensions, served.model_id),
             served_by=served,
             request_id=call.request_id or uuid.uuid4().hex,
             queue_ms=output.queue_ms,
@@ -296,6 +335,58 @@ class EmbeddingEngine:
         )
         self._observe(outcome, call)
         return outcome
+
+    def _account(self, outcome: EmbedOutcome, call: EmbedCall) -> None:
+        """Count a served call, and log it when the request log is on."""
+        served = outcome.served_by
+        self.metrics.requests.labels(served.model_id, served.version, served.variant, "ok", "").inc()
+        if self.request_log:
+            log_request(
+                RequestLogEntry(
+                    request_id=outcome.request_id,
+                    requested_model=call.model,
+                    model_id=served.model_id,
+                    version=served.version,
+                    variant=served.variant,
+                    experiment=served.experiment,
+                    fallback=served.fallback,
+                    texts=len(call.texts),
+                    chars=_chars(call.texts),
+                    status="ok",
+                    reason="",
+                    queue_ms=outcome.queue_ms,
+                    inference_ms=outcome.inference_ms,
+                    total_ms=outcome.total_ms,
+                )
+            )
+
+    def _account_failure(self, call: EmbedCall, reached: _Reached, exc: Exception, started: float) -> None:
+        """Count a failed call by the ErrorInfo reason its client gets, and log it when the request log is on."""
+        # What sidecar/errors.py sends: our errors' reasons, INTERNAL for anything else.
+        reason = exc.reason if isinstance(exc, RagFactoryError) else "INTERNAL"
+        record, route = reached.record, reached.route
+        model_id, version = (record.model_id, record.metadata.version) if record is not None else ("", "")
+        variant = route.variant if route is not None else ""
+        self.metrics.requests.labels(model_id, version, variant, "error", reason).inc()
+        if self.request_log:
+            log_request(
+                RequestLogEntry(
+                    request_id=call.request_id,
+                    requested_model=call.model,
+                    model_id=model_id,
+                    version=version,
+                    variant=variant,
+                    experiment=route.experiment if route is not None else "",
+                    fallback=reached.fallback,
+                    texts=len(call.texts),
+                    chars=_chars(call.texts),
+                    status="error",
+                    reason=reason,
+                    queue_ms=None,
+                    inference_ms=None,
+                    total_ms=(time.perf_counter() - started) * 1000.0,
+                )
+            )
 
     def _check_still_wanted(self, call: EmbedCall, cancellation: Cancellation | None) -> None:
         """Refuse a call whose client has given up before the server could start it.
@@ -319,7 +410,6 @@ class EmbeddingEngine:
         self._failure_listeners.append(listener)
 
     def _failed(self, record: ModelRecord, route: Route, call: EmbedCall) -> None:
-        self.metrics.requests.labels(record.model_id, record.metadata.version, route.variant, "error").inc()
         for listener in self._failure_listeners:
             try:
                 listener(route, call)
@@ -330,9 +420,7 @@ class EmbeddingEngine:
         batcher = self._batcher(record)
         texts = self._preprocess(run.call, record.model_id)
         batcher, future = self._submit(record, batcher, texts, run.deadline)
-        self.metrics.queue_depth.labels(record.model_id).set(batcher.depth())
         output = self._wait(record, future, run)
-        self.metrics.batch_texts.labels(record.model_id).observe(output.batch_texts)
         return batcher.model, output
 
     def _submit(
@@ -408,7 +496,6 @@ class EmbeddingEngine:
 
     def _observe(self, outcome: EmbedOutcome, call: EmbedCall) -> None:
         served = outcome.served_by
-        self.metrics.requests.labels(served.model_id, served.version, served.variant, "ok").inc()
         self.metrics.texts.labels(served.model_id, served.version).inc(len(call.texts))
         self.metrics.latency.labels(served.model_id, served.version, served.variant).observe(outcome.total_ms / 1e3)
         for listener in self._listeners:
@@ -460,8 +547,8 @@ class EmbeddingEngine:
                     slot.state, slot.message = "failed", f"{type(exc).__name__}: {exc}"[:300]
                     slot.failed_at = time.monotonic()
                     raise
-                slot.cache_key, slot.state = key, "ready"
-                batcher = self._attach(key, model)
+                slot.cache_key, slot.state, slot.record = key, "ready", record
+                batcher = self._attach(key, model, record.model_id)
                 if batcher is not None:
                     return batcher
                 # Evicted by a concurrent load before it could be served: load it again.
@@ -478,8 +565,12 @@ class EmbeddingEngine:
         with self._batchers_lock:
             return self._batchers.get(id(model))
 
-    def _attach(self, key: str, model: EmbeddingModel) -> MicroBatcher | None:
-        """The batcher of ``model``, created if needed; None once the cache no longer holds it."""
+    def _attach(self, key: str, model: EmbeddingModel, model_id: str) -> MicroBatcher | None:
+        """The batcher of ``model``, created if needed; None once the cache no longer holds it.
+
+        Its forward passes are counted under ``model_id``, the id that loaded the model (ids whose loading
+        options are equal share the model, its batcher and so its batches).
+        """
         with self._batchers_lock:
             if self._closed:
                 raise BatcherClosedError("the server is shutting down; retry on another replica")
@@ -496,6 +587,7 @@ class EmbeddingEngine:
                     queue_capacity=self.batching.queue_capacity,
                     max_queued_texts=self.limits.max_queued_texts,
                     refuse_late=self.limits.refuse_late_requests,
+                    on_batch=self.metrics.batch_texts.labels(model_id).observe,
                 )
                 self._batchers[id(model)] = batcher
             return batcher
@@ -506,6 +598,34 @@ class EmbeddingEngine:
             batcher = self._batchers.pop(id(model), None)
         if batcher is not None:
             batcher.close()
+
+    def _loaded_models(self) -> list[LoadedModel]:
+        """The models the cache holds now, with their queue depths (Prometheus reads them at each scrape)."""
+        cached, _ = self.loader.cache_snapshot()  # a snapshot leaves the cache's LRU order alone
+        with self._slots_lock:
+            slots = [(model_id, slot.cache_key, slot.record) for model_id, slot in self._slots.items()]
+        with self._batchers_lock:
+            batchers = dict(self._batchers)
+        loaded: list[LoadedModel] = []
+        for model_id, key, record in slots:
+            model = cached.get(key)
+            if model is None or record is None:
+                continue
+            batcher = batchers.get(id(model))
+            metadata = record.metadata
+            loaded.append(
+                LoadedModel(
+                    model_id=model_id,
+                    model_name=metadata.model_name,
+                    version=metadata.version,
+                    format=metadata.format.value,
+                    backend=model.info.backend,
+                    precision=model.info.precision,
+                    dimension=model.embedding_dim,
+                    queue_depth=batcher.depth() if batcher is not None else 0,
+                )
+            )
+        return loaded
 
     def load(self, ref: str = "") -> tuple[ModelRecord, EmbeddingModel]:
         """Resolve and load a model (the default when ``ref`` is empty) so it is ready to serve."""
@@ -547,6 +667,39 @@ class EmbeddingEngine:
             self._batchers.clear()
         for batcher in batchers:
             batcher.close()
+
+
+def check_dimensions(dimensions: int | None, model_dimension: int, model_id: str) -> None:
+    """Refuse a Matryoshka dimension below 1 or above the model's own.
+
+    Raises:
+        InvalidArgumentError: ``dimensions`` is out of range for the model.
+    """
+    if dimensions is None:
+        return
+    if dimensions < 1 or dimensions > model_dimension:
+        raise InvalidArgumentError(
+            f"dimensions {dimensions} is out of range: model {model_id!r} gives vectors of {model_dimension} "
+            f"dimensions; ask for 1 to {model_dimension}, or leave dimensions unset for all of them"
+        )
+
+
+def truncated(vectors: VectorArray, dimensions: int | None, model_id: str) -> VectorArray:
+    """The first ``dimensions`` values of each vector, scaled back to unit length (all when None).
+
+    Re-normalised because cosine and dot-product search assume unit vectors, and a prefix of a unit
+    vector is shorter than 1 (what OpenAI's and TEI's ``dimensions`` return too).
+    """
+    if dimensions is None or dimensions == vectors.shape[1]:
+        return vectors
+    # A fallback model may be narrower than the one the request was checked against.
+    check_dimensions(dimensions, vectors.shape[1], model_id)
+    return l2_normalize(np.ascontiguousarray(vectors[:, :dimensions]))
+
+
+def _chars(texts: list[str]) -> int:
+    # Guarded: a failed call's texts may be what made it fail (a non-string item).
+    return sum(len(text) for text in texts if isinstance(text, str))
 
 
 def _refused(

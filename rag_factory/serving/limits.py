@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from rag_factory.errors import InvalidArgumentError
 
 
 class RequestLimits(BaseModel):
     """Limits on one embedding request (also documented in protos/rag_factory/v1/embedding.proto)."""
+
+    # A misspelt key in the sidecar's YAML must fail at start, not be ignored.
+    model_config = ConfigDict(extra="forbid")
 
     max_batch_texts: int = Field(default=256, gt=0, description="Most texts in one request.")
     max_text_chars: int = Field(

@@ -18,7 +18,7 @@ VECTOR_ENCODING_REPEATED_FLOAT: VectorEncoding
 VECTOR_ENCODING_PACKED_FLOAT32: VectorEncoding
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("texts", "model", "routing_key", "encoding", "domain", "request_id", "allow_fallback")
+    __slots__ = ("texts", "model", "routing_key", "encoding", "domain", "request_id", "allow_fallback", "dimensions")
     TEXTS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ROUTING_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +26,7 @@ class EmbedRequest(_message.Message):
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ALLOW_FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    DIMENSIONS_FIELD_NUMBER: _ClassVar[int]
     texts: _containers.RepeatedScalarFieldContainer[str]
     model: str
     routing_key: str
@@ -33,7 +34,8 @@ class EmbedRequest(_message.Message):
     domain: str
     request_id: str
     allow_fallback: bool
-    def __init__(self, texts: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., routing_key: _Optional[str] = ..., encoding: _Optional[_Union[VectorEncoding, str]] = ..., domain: _Optional[str] = ..., request_id: _Optional[str] = ..., allow_fallback: _Optional[bool] = ...) -> None: ...
+    dimensions: int
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., model: _Optional[str] = ..., routing_key: _Optional[str] = ..., encoding: _Optional[_Union[VectorEncoding, str]] = ..., domain: _Optional[str] = ..., request_id: _Optional[str] = ..., allow_fallback: _Optional[bool] = ..., dimensions: _Optional[int] = ...) -> None: ...
 
 class Vector(_message.Message):
     __slots__ = ("values",)

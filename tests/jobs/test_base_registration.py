@@ -31,6 +31,6 @@ def test_concurrent_jobs_share_one_registration_of_the_base(tmp_path: Path) -> N
     with ThreadPoolExecutor(2) as pool:
         ids = list(pool.map(lambda _: one_job(), range(2)))
 
-    assert ids == ["all-minilm-l6-v2-1.0.0"] * 2
+    assert ids == ["minilm-1.0.0"] * 2
     with ModelRegistry(tmp_path / "registry") as registry:
-        assert [r.model_id for r in registry.list_models()] == ["all-minilm-l6-v2-1.0.0"]
+        assert [r.model_id for r in registry.list_models()] == ["minilm-1.0.0"]

@@ -116,7 +116,7 @@ def _queued(engine: EmbeddingEngine, pool: ThreadPoolExecutor, calls: list[Embed
 
 
 def _wait_until_queued(engine: EmbeddingEngine, requests: int) -> None:
-    """Wait until the engine reports ``requests`` waiting in the model's queue (it does on each submit)."""
+    """Wait until the engine reports ``requests`` waiting in the model's queue (read live at each scrape)."""
     end = time.monotonic() + 10
     while engine.metrics.registry.get_sample_value("rag_factory_queue_depth", {"model_id": MODEL}) != requests:
         if time.monotonic() > end:

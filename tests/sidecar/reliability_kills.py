@@ -112,6 +112,7 @@ def serve(registry: Path, cache: Path, workdir: Path, roots: Sequence[Path], tim
         json.dumps(
             {
                 "address": f"127.0.0.1:{port}",
+                "http_address": None,  # these tests use gRPC only; 8080 may be taken
                 "load_entry_point_plugins": False,
                 "models": {
                     "embedding": {

@@ -29,6 +29,7 @@ def _serve(registry: Path, cache: Path, tmp_path: Path) -> tuple[subprocess.Pope
         json.dumps(
             {
                 "address": f"127.0.0.1:{port}",
+                "http_address": None,  # these tests use gRPC only; 8080 may be taken
                 "load_entry_point_plugins": False,
                 "models": {
                     "embedding": {

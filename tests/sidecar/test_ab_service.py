@@ -284,6 +284,7 @@ def test_a_slow_candidate_is_rolled_back_by_the_latency_guardrail(
     settings = SidecarSettings.model_validate(
         {
             "address": "127.0.0.1:0",
+            "http_address": None,  # these tests use gRPC only; 8080 may be taken
             "load_entry_point_plugins": False,
             "models": {
                 "embedding": {

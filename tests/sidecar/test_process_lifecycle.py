@@ -37,7 +37,18 @@ def test_serve_command_drains_in_flight_calls_on_sigterm(private_registry_path: 
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "rag_factory.cli", "serve", "--config", str(config), "--address", f"127.0.0.1:{port}"],
+        [
+            sys.executable,
+            "-m",
+            "rag_factory.cli",
+            "serve",
+            "--config",
+            str(config),
+            "--address",
+            f"127.0.0.1:{port}",
+            "--http-address",
+            "off",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

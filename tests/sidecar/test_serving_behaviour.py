@@ -93,9 +93,10 @@ def test_a_model_that_fails_to_load_is_refused_naming_both_models(damaged_sideca
     assert "'ft@1.1.0' (ft-1.1.0, ft@1.1.0) failed" in message
     assert "the default model 'minilm-onnx'" in message and "allow_fallback" in message
     exposition = damaged_sidecar.services.metrics.exposition().decode()  # type: ignore[attr-defined]
-    assert 'rag_factory_embed_requests_total{model_id="ft-1.1.0",status="error",variant="",version="1.1.0"} 1.0' in (
-        exposition
-    )
+    assert (
+        'rag_factory_embed_requests_total{model_id="ft-1.1.0",reason="FALLBACK_REFUSED",status="error",variant="",'
+        'version="1.1.0"} 1.0'
+    ) in exposition
     # Nothing was served, by the default model or any other.
     assert 'status="ok"' not in exposition and "rag_factory_fallbacks_total{" not in exposition
 
@@ -112,7 +113,7 @@ def test_a_model_that_fails_to_load_falls_back_to_the_base_model_when_the_reques
     assert "ModelLoadError" in served.fallback_reason
     exposition = damaged_sidecar.services.metrics.exposition().decode()  # type: ignore[attr-defined]
     assert (
-        'rag_factory_fallbacks_total{reason="ModelLoadError",requested_model="ft@1.1.0",served_model_id="minilm-onnx"} 1.0'
+        'rag_factory_fallbacks_total{failed_model_id="ft-1.1.0",reason="MODEL_LOAD_FAILED",served_model_id="minilm-onnx"} 1.0'
         in exposition
     )
 
@@ -120,7 +121,10 @@ def test_a_model_that_fails_to_load_falls_back_to_the_base_model_when_the_reques
 def test_prometheus_metrics_count_requests_latency_and_batches(running_sidecar: object, channel: grpc.Channel) -> None:
     embedding_pb2_grpc.EmbeddingServiceStub(channel).Embed(embedding_pb2.EmbedRequest(texts=["x", "y"]), timeout=30)
     text = running_sidecar.services.metrics.exposition().decode()  # type: ignore[attr-defined]
-    assert 'rag_factory_embed_requests_total{model_id="minilm-onnx",status="ok",variant="",version="1.0.0"}' in text
+    assert (
+        'rag_factory_embed_requests_total{model_id="minilm-onnx",reason="",status="ok",variant="",version="1.0.0"}'
+        in text
+    )
     assert (
         'rag_factory_embed_latency_seconds_bucket{le="0.1",model_id="minilm-onnx",variant="",version="1.0.0"}' in text
     )
@@ -150,6 +154,7 @@ def test_sidecar_hooks_preprocess_and_observe(private_registry_path: Path, model
     settings = SidecarSettings.model_validate(
         {
             "address": "127.0.0.1:0",
+            "http_address": None,  # these tests use gRPC only; 8080 may be taken
             "load_entry_point_plugins": False,
             "models": {
                 "embedding": {

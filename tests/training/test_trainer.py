@@ -101,7 +101,7 @@ def test_a_packaged_hub_id_is_registered_once_as_the_lineage_root(tmp_path: Path
     with ModelRegistry(tmp_path / "registry") as registry:
         base = ensure_base_registered(registry, MINILM)
         assert ensure_base_registered(registry, MINILM) == base  # found again, not registered twice
-        assert base.ref == "all-minilm-l6-v2@1.0.0" and base.metadata.base_model == MINILM
+        assert base.ref == "minilm@1.0.0" and base.metadata.base_model == MINILM
         assert "base" in base.metadata.tags and len(registry.list_models()) == 1
         # Its size is recorded with the registration (MiniLM's weights and tokenizer: about 91 MB).
         assert 50 < registry.get_record(base.model_id).all_metrics()["model_size_mb"] < 200
@@ -173,5 +173,5 @@ def test_cli_trains_exports_and_registers_end_to_end(
     # The exports serve at the model's own token limit (MiniLM: 256), not at its 512 positions.
     assert json.loads((out / "onnx" / "rag_factory_onnx.json").read_text())["max_seq_length"] == 256
     with ModelRegistry(registry_path) as registry:
-        candidate = registry.get_alias("all-minilm-l6-v2", "candidate")
-        assert candidate.metadata.base_model == "all-minilm-l6-v2-1.0.0"
+        candidate = registry.get_alias("minilm", "candidate")
+        assert candidate.metadata.base_model == "minilm-1.0.0"

@@ -1,13 +1,20 @@
-"""Register a fine-tuned model as a new minor version with lineage, dataset, metrics, size and latency."""
+"""Register models with lineage: a base model once (the lineage root), a fine-tuned one as its next minor version."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
-from rag_factory.errors import InvalidArgumentError, ModelNotFoundError
-from rag_factory.models.embedding.hub import resolve_model_path
-from rag_factory.models.embedding.model_files import model_max_seq_length, size_on_disk
+from rag_factory.errors import (
+    DuplicateVersionError,
+    InvalidArgumentError,
+    ModelLoadError,
+    ModelNotFoundError,
+)
+from rag_factory.models.embedding import artifacts
+from rag_factory.models.embedding.hub import DEFAULT_BASE_MODEL, resolve_model_path
+from rag_factory.models.embedding.model_files import declared_embedding_dim, model_max_seq_length, size_on_disk
 from rag_factory.models.embedding.models import EmbeddingModelMetadata
 from rag_factory.models.embedding.records import ModelRecord
 from rag_factory.models.embedding.registry import ModelRegistry
@@ -15,43 +22,139 @@ from rag_factory.models.training.result import FineTuneResult, RunInputs
 
 TRAINING_RECORD = "rag_factory_training.json"
 CANDIDATE = "candidate"
+PRODUCTION = "production"
+BASE_TAG = "base"
+# The registry name of a packaged model's base registration. The bundled default is "minilm", the
+# reference the sidecar serves when nothing is configured (models.embedding.default_model_id): the model
+# `rag-factory serve` registers on first start and the base `rag-factory train` fine-tunes are then one
+# registration, minilm@1.0.0, and fine-tunes become minilm@1.1.0, 1.2.0, ... under it.
+# Keys are lower case: the hub id and its short name (both resolve to the packaged copy).
+BASE_NAMES: dict[str, str] = {DEFAULT_BASE_MODEL.lower(): "minilm", DEFAULT_BASE_MODEL.split("/")[1].lower(): "minilm"}
 
 
-def ensure_base_registered(registry: ModelRegistry, base: str) -> ModelRecord:
-    """The record ``base`` names in ``registry``; a local path or packaged hub id is registered first.
+def artifact_digest(path: Path) -> str:
+    """The digest ``ArtifactStore.put`` gives ``path``, computed by hashing alone (nothing is copied).
 
-    A hub id such as ``sentence-transformers/all-MiniLM-L6-v2`` becomes ``all-minilm-l6-v2@1.0.0``
-    (format sentence_transformers, ``base_model`` = the hub id), so fine-tuned versions have lineage.
+    Raises:
+        InvalidArgumentError: ``path`` holds a symlinked directory (the store refuses those too).
+    """
+    if path.is_file():
+        return artifacts.sha256_file(path)
+    files = [artifacts._entry(rel, artifacts.sha256_file(path / rel), 0) for rel in artifacts._relative_files(path)]
+    return artifacts._manifest_digest({"kind": "directory", "files": files})
+
+
+def find_base_registration(registry: ModelRegistry, base: str, path: Path) -> ModelRecord | None:
+    """The usable sentence-transformers registration of ``base`` (local copy at ``path``), if there is one.
+
+    A registration recorded as a base of this hub id counts (found without hashing); otherwise any
+    registration storing the same files, whatever its name (the demo's ``minilm-st-1.0.0``, an older
+    ``all-minilm-l6-v2@1.0.0``). Registrations tagged ``base`` win, then the earliest.
+    """
+    records = [
+        r for r in registry.list_records(format="sentence_transformers") if not r.deprecated and not r.load_config
+    ]
+    named = []
+    if not _is_local(base):  # a directory's files may have changed since: only its digest identifies it
+        named = [r for r in records if BASE_TAG in r.metadata.tags and (r.metadata.base_model or "") == base]
+    if not named and records:
+        digest = artifact_digest(path)
+        named = [r for r in records if r.artifact_sha256 == digest]
+    named.sort(key=lambda r: (BASE_TAG not in r.metadata.tags, r.registered_at))
+    return named[0] if named else None
+
+
+def _is_local(base: str) -> bool:
+    return Path(base).expanduser().exists()
+
+
+def _base_name(registry: ModelRegistry, base: str, path: Path) -> str:
+    # The packaged name when it is free, else one derived from the hub id or directory: a user's own
+    # "minilm" family (say ONNX exports) does not get the PyTorch base as its next version.
+    stem = path.name if _is_local(base) else base.rstrip("/").split("/")[-1]
+    slug = re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-.") or "base"
+    candidates = [name for name in (BASE_NAMES.get(base.lower()), slug) if name]
+    return next((name for name in candidates if not registry.versions(name)), slug)
+
+
+def _embedding_dim(path: Path) -> int:
+    if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
+        # Said without loading torch: neither a sentence-transformers nor a transformers directory.
+        raise ModelLoadError(
+            f"{str(path)!r} is not a sentence-transformers model: it has neither modules.json nor config.json"
+        )
+    declared = declared_embedding_dim(path, "sentence_transformers")  # read from config files: no load
+    if declared is not None:
+        return declared
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        dim = SentenceTransformer(str(path), device="cpu", local_files_only=True).get_embedding_dimension()
+    except Exception as exc:  # any failure to load means the same thing here: not a usable model
+        raise ModelLoadError(f"{str(path)!r} is not a sentence-transformers model: {exc}"[:500]) from exc
+    if not dim:
+        raise ModelLoadError(f"{str(path)!r} does not say the length of its vectors")
+    return int(dim)
+
+
+def ensure_base_registered(registry: ModelRegistry, base: str, *, created_by: str = "rag-factory train") -> ModelRecord:
+    """The record ``base`` names in ``registry``; a local model or packaged hub id is registered first.
+
+    ``base`` is looked up as a registry reference first. Otherwise it must be a local directory or a hub
+    id with a local copy (``resolve_model_path``), and an existing registration of those files is reused
+    (see :func:`find_base_registration`), so restarting or training again never registers twice. A new
+    registration is ``<name>@1.0.0`` (format sentence_transformers, ``base_model`` = ``base``, tag
+    ``base``), with the ``production`` alias, so a bare ``<name>`` keeps naming it until a fine-tune
+    is promoted; the bundled default's name is ``minilm`` (:data:`BASE_NAMES`). When every candidate
+    name is taken by other models, it becomes the next minor version of the last, without an alias.
+    Processes that register the same base at once are safe: the losers of the race take the winner's record.
+
+    Args:
+        registry: Where to look and register.
+        base: A registry reference, a local model directory, or a hub id with a local copy.
+        created_by: Recorded on a new registration.
 
     Raises:
         ModelNotFoundError: Not registered, and not a local path or packaged id either.
+        HubModelNotAvailableError: A hub id with no local copy.
+        ModelLoadError: The directory is not a sentence-transformers model.
+        DuplicateVersionError: The name and version were taken at the same moment by other files.
     """
     try:
         return registry.resolve(base)
     except ModelNotFoundError:
         pass
     path = resolve_model_path(base)
-    name = re.sub(r"[^a-z0-9._-]+", "-", base.rstrip("/").split("/")[-1].lower()).strip("-") or "base"
-    try:
-        return registry.resolve(name)
-    except ModelNotFoundError:
-        pass
-    from sentence_transformers import SentenceTransformer
-
-    dim = SentenceTransformer(str(path), device="cpu", local_files_only=True).get_embedding_dimension()
+    existing = find_base_registration(registry, base, path)
+    if existing is not None:
+        return existing
+    name = _base_name(registry, base, path)
+    version = registry.next_version(name, "minor")
     metadata = EmbeddingModelMetadata(
-        model_id=f"{name}-1.0.0",
+        model_id=f"{name}-{version}",
         model_name=name,
-        version="1.0.0",
+        version=version,
         format="sentence_transformers",
-        embedding_dim=int(dim or 384),
+        embedding_dim=_embedding_dim(path),
         max_seq_length=model_max_seq_length(path),
-        base_model=base,
+        base_model=str(path) if _is_local(base) else base,
         description=f"base model {base}, registered for fine-tuning lineage",
-        created_by="rag-factory train",
-        tags=["base"],
+        created_by=created_by,
+        tags=[BASE_TAG],
     )
-    return registry.register_model(metadata, artifact_path=path, metrics={"model_size_mb": size_on_disk(path) / 1e6})
+    try:
+        return registry.register_model(
+            metadata,
+            artifact_path=path,
+            metrics={"model_size_mb": size_on_disk(path) / 1e6},
+            aliases=(PRODUCTION,) if version == "1.0.0" else (),
+        )
+    except DuplicateVersionError:
+        # Another process registered it between our lookup and our insert: take its record.
+        winner = find_base_registration(registry, base, path)
+        if winner is None:
+            raise
+        return winner
 
 
 def _metrics(result: FineTuneResult) -> dict[str, float]:
