@@ -101,7 +101,7 @@ def build_embed_request(
         # A str is a Sequence[str] too; embedding it would embed each character.
         raise InvalidArgumentError("texts must be a list of strings, not one string; wrap it as [text]")
     if dimensions is not None and dimensions < 1:
-        # The wire field is unsigned, and 0 there means "all of them": neither can say this.
+        # The wire field is unsigned: a negative value cannot even be sent.
         raise InvalidArgumentError(f"dimensions must be at least 1, got {dimensions}; leave it None for all of them")
     return embedding_pb2.EmbedRequest(
         texts=list(texts),
@@ -111,7 +111,7 @@ def build_embed_request(
         request_id=request_id,
         encoding=_ENCODINGS[_check_encoding(encoding)],
         allow_fallback=allow_fallback,
-        dimensions=dimensions or 0,  # 0: the model's full dimension
+        dimensions=dimensions,  # None leaves the optional field unset: the model's full dimension
     )
 
 

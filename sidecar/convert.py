@@ -20,7 +20,7 @@ from rag_factory.experiments.rollout import RolloutPlan, RolloutState
 from rag_factory.jobs.job_store import JobRecord
 from rag_factory.models.embedding.backends.base import EmbeddingModel
 from rag_factory.models.embedding.models import EmbeddingModelMetadata, ModelFormat
-from rag_factory.models.embedding.names import MAX_NAME_CHARS, check_label, has_visible_text
+from rag_factory.models.embedding.names import DEFAULT_REFERENCE, MAX_NAME_CHARS, check_label, has_visible_text
 from rag_factory.models.embedding.records import ModelComparison, ModelRecord
 from rag_factory.models.evaluation.comparison import ComparisonReport
 from rag_factory.models.evaluation.progress import EvaluationProgress
@@ -92,13 +92,14 @@ def embed_call(request: embedding_pb2.EmbedRequest, timeout_s: float | None) -> 
     check_label("domain", request.domain, MAX_NAME_CHARS)
     return EmbedCall(
         texts=list(request.texts),
-        model=request.model,
+        # "default" names the default model, as over HTTP; the registry gives no model that name.
+        model="" if request.model == DEFAULT_REFERENCE else request.model,
         routing_key=request.routing_key,
         domain=request.domain,
         request_id=request.request_id,
         timeout_s=timeout_s,
         allow_fallback=request.allow_fallback,
-        dimensions=request.dimensions or None,  # 0, the proto default, means the model's full dimension
+        dimensions=request.dimensions if request.HasField("dimensions") else None,  # unset: all of them
     )
 
 

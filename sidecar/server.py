@@ -308,6 +308,10 @@ def _close_when_stopped(server: grpc.Server, services: SidecarServices) -> None:
     threading.Thread(target=wait_and_close, name="closer", daemon=True).start()
 
 
+def _is_loopback(host: str) -> bool:
+    return host.strip("[]") in ("127.0.0.1", "localhost", "::1")
+
+
 def serve(settings: SidecarSettings, *, model: str | None = None) -> int:
     """Run the sidecar until SIGTERM or SIGINT, then let in-flight calls finish (graceful shutdown).
 
@@ -331,9 +335,13 @@ def serve(settings: SidecarSettings, *, model: str | None = None) -> int:
         services.close()
         raise
     host = settings.address.rpartition(":")[0]
-    if not settings.auth_token and host.strip("[]") not in ("127.0.0.1", "localhost", "::1"):
+    if not settings.auth_token and not _is_loopback(host):
         # Anyone who can reach the port may then register models, move aliases and start jobs.
         logger.warning("listening on %s without auth_token: every client is an administrator (docs/security.md)", host)
+    http_host = (settings.http_address or "").rpartition(":")[0]
+    if settings.http_address and not (settings.auth_token or settings.client_token) and not _is_loopback(http_host):
+        # HTTP has no admin calls, but anyone who can reach it may embed, list models and read metrics.
+        logger.warning("HTTP listening on %s without a token: any client may embed (docs/security.md)", http_host)
     logger.info("rag-factory sidecar listening on %s:%d", host, port)
     print(f"listening on {host}:{port}", flush=True)
     if services.http_port is not None:

@@ -198,6 +198,19 @@ def _set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
     tree[leaf] = value
 
 
+def _env_value(text: str) -> Any:
+    """An environment value as a YAML scalar ("0.2", "true", "null"), else as the text itself.
+
+    Every overridden setting is a scalar, and some plain strings are not YAML: ``[::1]:8080`` (an IPv6
+    address) starts a YAML list and fails to parse, ``[::1]`` parses as one.
+    """
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return text if isinstance(value, list | dict) else value
+
+
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> SidecarSettings:
     """Read settings from a YAML file (optional) and apply ``RAG_FACTORY_*`` environment overrides.
 
@@ -218,7 +231,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     env = os.environ if environ is None else environ
     for variable, dotted in ENV_OVERRIDES.items():
         if variable in env:
-            _set_path(tree, dotted, yaml.safe_load(env[variable]))
+            _set_path(tree, dotted, _env_value(env[variable]))
     try:
         return SidecarSettings.model_validate(tree)
     except ValidationError as exc:

@@ -27,6 +27,7 @@ from rag_factory.errors import (
     PermissionDeniedError,
     RagFactoryError,
     UnavailableError,
+    describe_choices,
 )
 from rag_factory.models.embedding.hub import DEFAULT_BASE_MODEL
 from rag_factory.models.embedding.records import ModelRecord
@@ -55,7 +56,7 @@ def preflight(settings: SidecarSettings) -> None:
 
     Raises:
         InvalidConfigError: An address is not HOST:PORT, its host does not resolve, two share a port, or
-            a TLS file is missing, unreadable, not PEM, or set without its pair.
+            a TLS file is missing, unreadable, not PEM, or set without its pair, or the key is encrypted.
         UnavailableError: A port is taken by another process, or the address is not one of this machine's.
         PermissionDeniedError: The registry folder (or where it would be created) cannot be written, or
             a port below 1024 needs privileges.
@@ -131,7 +132,8 @@ def check_tls_files(tls: TLSSettings) -> None:
     """Both TLS files or neither; each one a readable PEM file.
 
     Raises:
-        InvalidConfigError: One is set without the other, or a file is missing, unreadable or not PEM.
+        InvalidConfigError: One is set without the other; a file is missing, unreadable or not PEM; or the
+            key is encrypted (OpenSSL would ask for its pass phrase on the terminal, and the start would hang).
     """
     files = {"tls.cert_file": tls.cert_file, "tls.key_file": tls.key_file}
     given = [key for key, value in files.items() if value]
@@ -142,28 +144,49 @@ def check_tls_files(tls: TLSSettings) -> None:
         if not value:
             continue
         path = Path(value).expanduser()
-        if not path.exists():
-            raise InvalidConfigError(f"{key} {str(path)!r} does not exist", key=key)
         try:
+            # exists() itself raises where a parent cannot be searched or the name is too long.
+            if not path.exists():
+                raise InvalidConfigError(f"{key} {str(path)[:200]!r} does not exist", key=key)
             text = path.read_bytes()
         except OSError as exc:
-            raise InvalidConfigError(f"{key} {str(path)!r} cannot be read: {one_line(exc)}", key=key) from exc
+            raise InvalidConfigError(f"{key} {str(path)[:200]!r} cannot be read: {one_line(exc)}", key=key) from exc
         if b"-----BEGIN " not in text:
             raise InvalidConfigError(f"{key} {str(path)!r} is not a PEM file (no '-----BEGIN' line)", key=key)
+        if key == "tls.key_file" and _is_encrypted_key(text):
+            # OpenSSL (under uvicorn and gRPC) would stop the start to ask for the pass phrase on the terminal.
+            raise InvalidConfigError(
+                f"{key} {str(path)!r} is encrypted with a pass phrase, which the server cannot be given; use an "
+                "unencrypted key (openssl pkey -in KEY -out PLAIN_KEY) kept readable only by the server's user",
+                key=key,
+            )
+
+
+def _is_encrypted_key(pem: bytes) -> bool:
+    # PKCS#8 ("BEGIN ENCRYPTED PRIVATE KEY") and the traditional form ("Proc-Type: 4,ENCRYPTED" under
+    # "BEGIN RSA PRIVATE KEY") both say it in a header line, before the base64 body.
+    return any(line.startswith((b"-----BEGIN ", b"Proc-Type:")) and b"ENCRYPTED" in line for line in pem.splitlines())
 
 
 def check_registry_folder(path: Path) -> None:
     """The registry folder must be a writable directory, or creatable where it does not exist yet.
 
     Raises:
-        InvalidConfigError: It (or a parent) is a file.
-        PermissionDeniedError: It cannot be read and written, or created.
+        InvalidConfigError: It (or a parent) is a file, or the path cannot be looked at (a name too long).
+        PermissionDeniedError: It cannot be read and written, or created, or a parent cannot be searched.
     """
     key = "models.embedding.registry_path"
     existing = path
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
+    try:
+        # exists() and is_dir() raise where a parent cannot be searched or the name is too long.
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        is_dir = existing.is_dir()
+    except PermissionError as exc:
+        raise PermissionDeniedError(f"{key} {str(path)[:200]!r} cannot be used: {one_line(exc)}", key=key) from exc
+    except OSError as exc:
+        raise InvalidConfigError(f"{key} {str(path)[:200]!r} cannot be used: {one_line(exc)}", key=key) from exc
+    if not is_dir:
         raise InvalidConfigError(f"{key} {str(path)!r}: {str(existing)!r} is a file, not a folder", key=key)
     if not os.access(existing, os.R_OK | os.W_OK | os.X_OK):
         verb = "read and written" if existing == path else "created"
@@ -197,22 +220,30 @@ def choose_default_model(settings: SidecarSettings, model: str | None = None) ->
     ``model`` (``serve --model``) is a registry reference (id, name@version, name@alias, name), else a
     local model directory or a hub id with a local copy, registered first (once: its files are
     recognised on the next start). Without it, ``models.embedding.default_model_id`` must resolve,
-    except the untouched default ``minilm``: on a registry that lacks it, the bundled model
+    except the untouched default ``minilm`` in a new or empty registry: there the bundled model
     (all-MiniLM-L6-v2) is registered as ``minilm@1.0.0`` with its lineage, so fine-tunes descend from it.
+    A registry that holds models is someone's: nothing is registered into it unasked, and the bundled
+    model is not served to clients that name no model.
 
     Raises:
-        ModelNotFoundError: ``model`` or a configured default resolves to nothing.
+        ModelNotFoundError: ``model`` or a configured default resolves to nothing, or the untouched
+            default does not resolve in a registry that holds other models.
         HubModelNotAvailableError: ``model`` is a hub id with no local copy.
         ModelDeprecatedError: The default is deprecated.
         ModelLoadError: A directory is not a sentence-transformers model.
+        AlreadyExistsError: Every name a new base registration could take is taken.
+        PermissionDeniedError, UnavailableError: The registry cannot be opened or written (permissions,
+            a full disk, a damaged database).
     """
     embedding = settings.embedding
-    with startup_step(f"cannot open the registry at {embedding.registry_path!r}"):
+    # One step: opening, resolving and registering (which copies the model: a full disk shows here) all
+    # end in one line, not a traceback.
+    with startup_step(f"cannot use the registry at {embedding.registry_path!r}"):
         registry = ModelRegistry(Path(embedding.registry_path).expanduser())
-    try:
-        reference = _reference_to_serve(registry, model) if model else _configured_default(registry, settings)
-    finally:
-        registry.close()
+        try:
+            reference = _reference_to_serve(registry, model) if model else _configured_default(registry, settings)
+        finally:
+            registry.close()
     if reference == embedding.default_model_id:
         return settings
     chosen = embedding.model_copy(update={"default_model_id": reference})
@@ -260,8 +291,25 @@ def _configured_default(registry: ModelRegistry, settings: SidecarSettings) -> s
                 "register it, or serve a model with --model REF|DIR|HUB_ID",
                 model=reference[:200],
             ) from exc
+    records = registry.list_records()
+    if records:
+        try:  # another process starting at the same moment may have just registered it
+            registry.resolve(reference)
+            return reference
+        except ModelNotFoundError:
+            pass
+        # Someone's registry (RAG_FACTORY_REGISTRY_PATH=/prod/registry, say): registering the bundled model
+        # into it, and serving it to every client that names no model, is not a default to assume.
+        raise ModelNotFoundError(
+            f"the registry {str(registry.path)!r} holds models but not {reference!r}, the default of "
+            "models.embedding.default_model_id, and the bundled model is registered only into a new or empty "
+            "registry: set models.embedding.default_model_id, or serve one with --model REF "
+            f"(registered: {describe_choices((r.ref for r in records), limit=5)})",
+            model=reference,
+        )
     record = _register_base(registry, DEFAULT_BASE_MODEL)
-    # Registered before under another name (an older `train`, say): serve that exact registration.
+    # Normally minilm@1.0.0; should another process have taken the name meanwhile with other files, the
+    # base has a name of its own (registration._base_name): serve that exact registration.
     return reference if record.metadata.model_name == reference else record.model_id
 
 

@@ -287,7 +287,9 @@ class EmbeddingEngine:
         try:
             outcome = self._embed(call, cancellation, started, reached)
         except Exception as exc:  # counted here, in the engine, so gRPC and HTTP calls count alike
-            self._account_failure(call, reached, exc, started)
+            # What sidecar/errors.py sends: our errors' reasons, INTERNAL for anything else.
+            reason = exc.reason if isinstance(exc, RagFactoryError) else "INTERNAL"
+            self._account_failure(call, reached, reason, started)
             raise
         self._account(outcome, call)
         return outcome
@@ -360,10 +362,21 @@ class EmbeddingEngine:
                 )
             )
 
-    def _account_failure(self, call: EmbedCall, reached: _Reached, exc: Exception, started: float) -> None:
+    def refused(self, reason: str, call: EmbedCall) -> None:
+        """Count and log a request that its transport refused before the engine saw it.
+
+        A transport checks a request (its JSON, fields, size, the server's capacity) before it becomes a
+        call the engine runs; those failures are counted and logged here as the engine's own are, with
+        empty model labels (no model was chosen). Not for refused credentials: those ask for nothing.
+
+        Args:
+            reason: The ErrorInfo reason its client gets (``INVALID_ARGUMENT``, ``INVALID_JSON``, ...).
+            call: What is known of the request: its id, reference and texts (none when unreadable).
+        """
+        self._account_failure(call, _Reached(), reason, time.perf_counter())
+
+    def _account_failure(self, call: EmbedCall, reached: _Reached, reason: str, started: float) -> None:
         """Count a failed call by the ErrorInfo reason its client gets, and log it when the request log is on."""
-        # What sidecar/errors.py sends: our errors' reasons, INTERNAL for anything else.
-        reason = exc.reason if isinstance(exc, RagFactoryError) else "INTERNAL"
         record, route = reached.record, reached.route
         model_id, version = (record.model_id, record.metadata.version) if record is not None else ("", "")
         variant = route.variant if route is not None else ""

@@ -102,9 +102,16 @@ class SQLiteDatabase:
         return str(self._connection().execute("PRAGMA integrity_check").fetchone()[0])
 
     def close(self) -> None:
-        """Close the connections of every thread; later calls reopen one."""
+        """Let go of every thread's connection; later calls reopen one.
+
+        The calling thread's connection is closed at once. Another thread's is only released: it closes
+        when that thread no longer holds it (at once if idle). Closing a connection that another thread
+        is stepping through a query crashes the process (seen as a segmentation fault when a server
+        closed its registry while its readiness monitor was still reading it).
+        """
+        own: sqlite3.Connection | None = getattr(self._local, "conn", None)
         with self._lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            conn.close()
-        self._local = threading.local()
+            self._connections = []
+            self._local = threading.local()
+        if own is not None:
+            own.close()

@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from . import common_pb2 as rag__factory_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1erag_factory/v1/embedding.proto\x12\x0erag_factory.v1\x1a\x1brag_factory/v1/common.proto\"\xc3\x01\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x13\n\x0brouting_key\x18\x03 \x01(\t\x12\x30\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1e.rag_factory.v1.VectorEncoding\x12\x0e\n\x06\x64omain\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x16\n\x0e\x61llow_fallback\x18\x07 \x01(\x08\x12\x12\n\ndimensions\x18\x08 \x01(\r\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\x87\x02\n\rEmbedResponse\x12\'\n\x07vectors\x18\x01 \x03(\x0b\x32\x16.rag_factory.v1.Vector\x12\x0e\n\x06packed\x18\x02 \x01(\x0c\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x11\n\tdimension\x18\x04 \x01(\r\x12\x30\n\x08\x65ncoding\x18\x05 \x01(\x0e\x32\x1e.rag_factory.v1.VectorEncoding\x12+\n\tserved_by\x18\x06 \x01(\x0b\x32\x18.rag_factory.v1.ServedBy\x12(\n\x07timings\x18\x07 \x01(\x0b\x32\x17.rag_factory.v1.Timings\x12\x12\n\nrequest_id\x18\x08 \x01(\t\"C\n\x12\x45mbedStreamRequest\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x1c.rag_factory.v1.EmbedRequest\"F\n\x13\x45mbedStreamResponse\x12/\n\x08response\x18\x01 \x01(\x0b\x32\x1d.rag_factory.v1.EmbedResponse*y\n\x0eVectorEncoding\x12\x1f\n\x1bVECTOR_ENCODING_UNSPECIFIED\x10\x00\x12\"\n\x1eVECTOR_ENCODING_REPEATED_FLOAT\x10\x01\x12\"\n\x1eVECTOR_ENCODING_PACKED_FLOAT32\x10\x02\x32\xb4\x01\n\x10\x45mbeddingService\x12\x44\n\x05\x45mbed\x12\x1c.rag_factory.v1.EmbedRequest\x1a\x1d.rag_factory.v1.EmbedResponse\x12Z\n\x0b\x45mbedStream\x12\".rag_factory.v1.EmbedStreamRequest\x1a#.rag_factory.v1.EmbedStreamResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1erag_factory/v1/embedding.proto\x12\x0erag_factory.v1\x1a\x1brag_factory/v1/common.proto\"\xd7\x01\n\x0c\x45mbedRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x13\n\x0brouting_key\x18\x03 \x01(\t\x12\x30\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1e.rag_factory.v1.VectorEncoding\x12\x0e\n\x06\x64omain\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x16\n\x0e\x61llow_fallback\x18\x07 \x01(\x08\x12\x17\n\ndimensions\x18\x08 \x01(\rH\x00\x88\x01\x01\x42\r\n\x0b_dimensions\"\x18\n\x06Vector\x12\x0e\n\x06values\x18\x01 \x03(\x02\"\x87\x02\n\rEmbedResponse\x12\'\n\x07vectors\x18\x01 \x03(\x0b\x32\x16.rag_factory.v1.Vector\x12\x0e\n\x06packed\x18\x02 \x01(\x0c\x12\r\n\x05\x63ount\x18\x03 \x01(\r\x12\x11\n\tdimension\x18\x04 \x01(\r\x12\x30\n\x08\x65ncoding\x18\x05 \x01(\x0e\x32\x1e.rag_factory.v1.VectorEncoding\x12+\n\tserved_by\x18\x06 \x01(\x0b\x32\x18.rag_factory.v1.ServedBy\x12(\n\x07timings\x18\x07 \x01(\x0b\x32\x17.rag_factory.v1.Timings\x12\x12\n\nrequest_id\x18\x08 \x01(\t\"C\n\x12\x45mbedStreamRequest\x12-\n\x07request\x18\x01 \x01(\x0b\x32\x1c.rag_factory.v1.EmbedRequest\"F\n\x13\x45mbedStreamResponse\x12/\n\x08response\x18\x01 \x01(\x0b\x32\x1d.rag_factory.v1.EmbedResponse*y\n\x0eVectorEncoding\x12\x1f\n\x1bVECTOR_ENCODING_UNSPECIFIED\x10\x00\x12\"\n\x1eVECTOR_ENCODING_REPEATED_FLOAT\x10\x01\x12\"\n\x1eVECTOR_ENCODING_PACKED_FLOAT32\x10\x02\x32\xb4\x01\n\x10\x45mbeddingService\x12\x44\n\x05\x45mbed\x12\x1c.rag_factory.v1.EmbedRequest\x1a\x1d.rag_factory.v1.EmbedResponse\x12Z\n\x0b\x45mbedStream\x12\".rag_factory.v1.EmbedStreamRequest\x1a#.rag_factory.v1.EmbedStreamResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'rag_factory.v1.embedding_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_VECTORENCODING']._serialized_start=710
-  _globals['_VECTORENCODING']._serialized_end=831
+  _globals['_VECTORENCODING']._serialized_start=730
+  _globals['_VECTORENCODING']._serialized_end=851
   _globals['_EMBEDREQUEST']._serialized_start=80
-  _globals['_EMBEDREQUEST']._serialized_end=275
-  _globals['_VECTOR']._serialized_start=277
-  _globals['_VECTOR']._serialized_end=301
-  _globals['_EMBEDRESPONSE']._serialized_start=304
-  _globals['_EMBEDRESPONSE']._serialized_end=567
-  _globals['_EMBEDSTREAMREQUEST']._serialized_start=569
-  _globals['_EMBEDSTREAMREQUEST']._serialized_end=636
-  _globals['_EMBEDSTREAMRESPONSE']._serialized_start=638
-  _globals['_EMBEDSTREAMRESPONSE']._serialized_end=708
-  _globals['_EMBEDDINGSERVICE']._serialized_start=834
-  _globals['_EMBEDDINGSERVICE']._serialized_end=1014
+  _globals['_EMBEDREQUEST']._serialized_end=295
+  _globals['_VECTOR']._serialized_start=297
+  _globals['_VECTOR']._serialized_end=321
+  _globals['_EMBEDRESPONSE']._serialized_start=324
+  _globals['_EMBEDRESPONSE']._serialized_end=587
+  _globals['_EMBEDSTREAMREQUEST']._serialized_start=589
+  _globals['_EMBEDSTREAMREQUEST']._serialized_end=656
+  _globals['_EMBEDSTREAMRESPONSE']._serialized_start=658
+  _globals['_EMBEDSTREAMRESPONSE']._serialized_end=728
+  _globals['_EMBEDDINGSERVICE']._serialized_start=854
+  _globals['_EMBEDDINGSERVICE']._serialized_end=1034
 # @@protoc_insertion_point(module_scope)

@@ -12,14 +12,19 @@ path                         token   answers
 ``GET /info``                client  server version, default model, loaded models, limits, A/B
 ``GET /metrics``             client  Prometheus text of the server's metrics
 ``GET /health``              open    200 while the process runs (liveness)
-``GET /ready``               open    200 while the default model serves, else 503 with the reason
+``GET /ready``               open    200 while the default model serves, else 503 with a short reason
 ===========================  ======  ================================================================
+
+What one client can hold is bounded: the request head and then the body must arrive within
+``read_timeout_s`` (the head in :mod:`sidecar.http.runner`), a body is read before the request takes one of
+``max_in_flight`` places (so slow senders never keep others out), and JSON is parsed in a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
@@ -27,17 +32,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rag_factory.errors import ResourceExhaustedError
+from rag_factory.errors import RagFactoryError, ResourceExhaustedError
 from rag_factory.models.embedding.records import ModelRecord
-from rag_factory.serving.engine import Cancellation, EmbeddingEngine
-from rag_factory_contract.v1 import embedding_pb2
+from rag_factory.serving.engine import Cancellation, EmbedCall, EmbeddingEngine
 from sidecar import convert
 from sidecar.access import TokenAccess
 from sidecar.health import SERVING, HealthService, ReadinessMonitor
@@ -51,12 +54,23 @@ from sidecar.http.schemas import (
     served_headers,
     timeout_from_header,
 )
+from sidecar.metrics_http import choose_encoder_safely
+
+logger = logging.getLogger(__name__)
 
 # The deadline of a request that sends no x-rag-factory-timeout-s (OpenAI clients send none): its work is
 # dropped from the model's queue when it passes, as for a gRPC call with this deadline.
 DEFAULT_TIMEOUT_S = 30.0
+# Seconds a client has to send a request's head, and then its body: a stalled client must not hold a
+# connection, a body buffer or a place for ever. Generous for any client that sends what it has.
+READ_TIMEOUT_S = 10.0
 # /v1/models lists at most this many references, so that its answer stays small on a large registry.
 MAX_LISTED_MODELS = 1000
+# With an answer sent before the body was read in full: the connection closes rather than wait for the rest.
+_CLOSE = {"connection": "close"}
+# What /ready says: a state, never an exception's text (it is open to anyone; /info has the detail).
+_NOT_READY = "the default model cannot serve; the server log and /info say why"
+_SHUTTING_DOWN = "shutting down: finishing in-flight calls"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -66,8 +80,13 @@ class HTTPLimits:
     """What one HTTP server admits."""
 
     max_body_bytes: int  # larger bodies answer 413, checked while reading
-    max_in_flight: int  # embedding requests running or waiting for a worker thread; more answer 429
+    # Requests whose body has been read, running or waiting for a worker thread: embeddings and the
+    # endpoints that use the worker threads (models, info, metrics). More answer 429 at once.
+    max_in_flight: int
     default_timeout_s: float = DEFAULT_TIMEOUT_S
+    read_timeout_s: float = READ_TIMEOUT_S  # for a request's head, then its body; 408 or closed after
+    # Open connections (and running requests): uvicorn's limit_concurrency; requests beyond it answer 503.
+    max_connections: int = 256
 
 
 class HTTPApi:
@@ -104,7 +123,7 @@ class HTTPApi:
         self._metrics_registry = metrics_registry
         self._access = access
         self._executor = executor
-        self._limits = limits
+        self.limits = limits
         self._server_version = server_version
         self._ab_enabled = ab_testing_enabled
         self._in_flight = 0  # only touched on the event loop's thread
@@ -129,48 +148,61 @@ class HTTPApi:
 
     async def embeddings(self, request: Request) -> Response:
         """``POST /v1/embeddings``: embed ``input`` with ``model`` (OpenAI format)."""
-        self._authorize(request)
+        self._authorize(request)  # a refused token is not counted as a request: it asks for nothing
         arrived = time.monotonic()
-        if self._in_flight >= self._limits.max_in_flight:
-            # Refused at once, before the body is read, as gRPC refuses calls beyond max_concurrent_rpcs.
-            raise ResourceExhaustedError(
-                f"{self._in_flight} HTTP embedding requests are in progress, the most this server admits; "
-                "retry with backoff",
-                cause="too_many_requests",
-            )
-        self._in_flight += 1
+        headers = request.headers
+        request_id = headers.get("x-request-id", "")
         try:
-            body = await self._read_body(request)
-            parsed = parse_embeddings_request(body)
-            headers = request.headers
-            timeout_s = timeout_from_header(headers.get("x-rag-factory-timeout-s"), self._limits.default_timeout_s)
+            timeout_s = timeout_from_header(headers.get("x-rag-factory-timeout-s"), self.limits.default_timeout_s)
             fallback = flag_from_header(headers.get("x-rag-factory-allow-fallback"), "x-rag-factory-allow-fallback")
-            message = embed_request(parsed, request_id=headers.get("x-request-id", ""), allow_fallback=fallback)
-            cancellation = Cancellation()
-            watcher = asyncio.ensure_future(_cancel_when_disconnected(request, cancellation))
-            try:
-                body, served = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self._embed, message, parsed.encoding_format, arrived + timeout_s, cancellation
-                )
-            finally:
-                watcher.cancel()
+            body = await self._read_body(request, min(timeout_s, self.limits.read_timeout_s))
+            # A place is taken once the body is here: clients that send slowly never keep others out.
+            self._admit("embedding")
+        except ClientDisconnect:
+            raise
+        except Exception as exc:
+            self._refused(exc, EmbedCall(texts=[], request_id=request_id))
+            raise
+        cancellation = Cancellation()
+        watcher = asyncio.ensure_future(_cancel_when_disconnected(request, cancellation))
+        try:
+            payload, served = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._embed, body, request_id, fallback, arrived + timeout_s, cancellation
+            )
         finally:
+            watcher.cancel()
             self._in_flight -= 1
-        return Response(body, media_type="application/json", headers=served)
+        return Response(payload, media_type="application/json", headers=served)
 
     def _embed(
-        self, message: embedding_pb2.EmbedRequest, encoding_format: str, deadline: float, cancellation: Cancellation
+        self, body: bytes, request_id: str, allow_fallback: bool, deadline: float, cancellation: Cancellation
     ) -> tuple[bytes, dict[str, str]]:
-        # In the worker thread: the time spent waiting for it counts against the deadline, as in gRPC, and
-        # the JSON of a large batch (tens of milliseconds) is rendered here, not on the event loop.
-        call = convert.embed_call(message, deadline - time.monotonic())
-        outcome = self._engine.embed(call, cancellation=cancellation)
-        return render(embeddings_response(outcome, encoding_format)), served_headers(outcome)
+        # In a worker thread: parsing and validating up to 16 MiB of JSON, and rendering the answer of a
+        # large batch, take tens of milliseconds that the event loop must not wait for. The time spent
+        # waiting for this thread counts against the deadline, as in gRPC.
+        parsed = None
+        try:
+            parsed = parse_embeddings_request(body, max_texts=self._engine.limits.max_batch_texts)
+            message = embed_request(parsed, request_id=request_id, allow_fallback=allow_fallback)
+            call = convert.embed_call(message, deadline - time.monotonic())
+        except Exception as exc:
+            known = EmbedCall(texts=[], request_id=request_id)
+            if parsed is not None:
+                known = EmbedCall(texts=parsed.texts(), model=parsed.reference(), request_id=request_id)
+            self._refused(exc, known)
+            raise
+        outcome = self._engine.embed(call, cancellation=cancellation)  # counts its own failures
+        return render(embeddings_response(outcome, parsed.encoding_format)), served_headers(outcome)
+
+    def _refused(self, exc: Exception, call: EmbedCall) -> None:
+        """Count an embedding request refused before the engine, by the reason its client gets."""
+        reason = exc.reason if isinstance(exc, HTTPProblem | RagFactoryError) else "INTERNAL"
+        self._engine.refused(reason, call)
 
     async def models(self, request: Request) -> Response:
         """``GET /v1/models``: what ``model`` may name, in the OpenAI list shape."""
         self._authorize(request)
-        data = await self._in_thread(self._list_models)
+        data = await self._in_thread(self._list_models, "models")
         return JSONResponse({"object": "list", "data": data})
 
     def _list_models(self) -> list[dict[str, Any]]:
@@ -195,7 +227,7 @@ class HTTPApi:
     async def info(self, request: Request) -> Response:
         """``GET /info``: the server, its default model and the models it holds loaded."""
         self._authorize(request)
-        return JSONResponse(await self._in_thread(self._info))
+        return JSONResponse(await self._in_thread(self._info, "info"))
 
     def _info(self) -> dict[str, Any]:
         engine = self._engine
@@ -221,6 +253,7 @@ class HTTPApi:
             "server_version": self._server_version,
             "default_model": engine.default_model,
             "ready": self._health.status("") == SERVING,
+            "ready_reason": self._readiness.reason,  # the detail /ready, open to anyone, does not show
             "loaded_models": models,
             "cache_used_bytes": cache.used_bytes,
             "cache_budget_bytes": cache.budget_bytes,
@@ -228,17 +261,21 @@ class HTTPApi:
             "limits": {
                 "max_batch_texts": limits.max_batch_texts,
                 "max_text_chars": limits.max_text_chars,
-                "max_body_bytes": self._limits.max_body_bytes,
-                "max_in_flight_requests": self._limits.max_in_flight,
-                "default_timeout_s": self._limits.default_timeout_s,
+                "max_body_bytes": self.limits.max_body_bytes,
+                "max_in_flight_requests": self.limits.max_in_flight,
+                "default_timeout_s": self.limits.default_timeout_s,
+                "read_timeout_s": self.limits.read_timeout_s,
+                "max_connections": self.limits.max_connections,
             },
         }
 
     async def metrics(self, request: Request) -> Response:
         """``GET /metrics``: Prometheus text format (OpenMetrics when the scraper asks for it)."""
         self._authorize(request)
-        encode, content_type = choose_encoder(request.headers.get("accept", ""))
-        payload = await self._in_thread(functools.partial(encode, self._metrics_registry))
+        # The metrics port's choice: prometheus_client's, or the text format for an Accept header that it
+        # fails on (version=abc, a 500 before) or that it would echo into Content-Type (client's bytes).
+        encode, content_type = choose_encoder_safely(request.headers.get("accept"))
+        payload = await self._in_thread(functools.partial(encode, self._metrics_registry), "metrics")
         return Response(payload, headers={"content-type": content_type})
 
     async def health(self, request: Request) -> Response:
@@ -246,12 +283,22 @@ class HTTPApi:
         return JSONResponse({"status": "ok"})
 
     async def ready(self, request: Request) -> Response:
-        """``GET /ready``: 200 while the default model serves (the gRPC health status), else 503 and why."""
+        """``GET /ready``: 200 while the default model serves (the gRPC health status), else 503 and why.
+
+        The reason is one of a few fixed lines: the probe is open to anyone, and an exception's text names
+        files and models. The monitor's full reason is in ``/info`` (behind the token) and in the log.
+        """
         ready = self._health.status("") == SERVING
-        reason = self._readiness.reason
-        if not ready and reason.startswith("serving"):
+        detail = self._readiness.reason
+        if ready:
+            reason = "serving"
+        elif detail.startswith("serving"):
             # The monitor still says serving, health does not: SIGTERM turned every status NOT_SERVING.
-            reason = "shutting down: finishing in-flight calls"
+            reason = _SHUTTING_DOWN
+        elif detail == "starting":
+            reason = "starting: loading the default model"
+        else:
+            reason = _NOT_READY
         body = {"ready": ready, "status": "SERVING" if ready else "NOT_SERVING", "reason": reason}
         return JSONResponse(body, status_code=200 if ready else 503)
 
@@ -274,23 +321,59 @@ class HTTPApi:
                 headers={"www-authenticate": "Bearer"},
             )
 
-    async def _read_body(self, request: Request) -> bytes:
-        """The body, refused with 413 as soon as it is known to be over the limit (before it is all read)."""
-        limit = self._limits.max_body_bytes
+    def _admit(self, what: str) -> None:
+        """Take one of ``max_in_flight`` places (given back by the caller), or refuse at once with 429.
+
+        Only the event loop's thread counts, so a plain integer is enough.
+
+        Raises:
+            ResourceExhaustedError: Every place is taken, as gRPC refuses calls beyond max_concurrent_rpcs.
+        """
+        if self._in_flight >= self.limits.max_in_flight:
+            raise ResourceExhaustedError(
+                f"{self._in_flight} HTTP requests are in progress, the most this server admits; "
+                f"retry the {what} request with backoff",
+                cause="too_many_requests",
+            )
+        self._in_flight += 1
+
+    async def _read_body(self, request: Request, timeout_s: float) -> bytes:
+        """The body, within ``timeout_s``; refused with 413 as soon as it is known to be over the limit.
+
+        Raises:
+            HTTPProblem: 413 over the limit; 408 when it has not all arrived in time (both close the
+                connection: the rest of the body is not waited for).
+            ClientDisconnect: The client left before sending it all.
+        """
+        limit = self.limits.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise _too_large(int(declared), limit)
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(size, limit)
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise _too_large(size, limit)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise HTTPProblem(
+                408, "REQUEST_TIMEOUT",
+                f"the request body did not arrive within {timeout_s:g} s ({size:,} bytes came); send the "
+                "whole body right after the headers",
+                headers=dict(_CLOSE),
+            ) from None  # fmt: skip
         return b"".join(chunks)
 
-    async def _in_thread(self, work: Callable[[], Any]) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+    async def _in_thread(self, work: Callable[[], Any], what: str) -> Any:
+        """``work()`` in a worker thread, holding one of the places embedding requests take too."""
+        self._admit(what)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+        finally:
+            self._in_flight -= 1
 
 
 def _answering(endpoint: Endpoint) -> Endpoint:
@@ -300,6 +383,11 @@ def _answering(endpoint: Endpoint) -> Endpoint:
     async def answered(request: Request) -> Response:
         try:
             return await endpoint(request)
+        except ClientDisconnect:
+            # The client left while sending its request: nobody reads an answer, and it is no server error
+            # (an ERROR line each time would let any client flood the log). Nothing was started for it.
+            logger.debug("%s %s: the client left before sending its request", request.method, request.url.path[:200])
+            return Response(status_code=499)
         except Exception as exc:
             status, body, headers = describe(exc)
             return JSONResponse(body, status_code=status, headers=headers)
@@ -340,6 +428,7 @@ def _too_large(size: int, limit: int) -> HTTPProblem:
         413, "REQUEST_TOO_LARGE",
         f"the request body has {size:,} bytes or more, over the limit of {limit:,} (limits.max_message_bytes); "
         "split the batch",
+        headers=dict(_CLOSE),
     )  # fmt: skip
 
 

@@ -2,19 +2,23 @@
 
 The socket is bound here, before the thread starts, so that a taken port or a bad address fails
 ``build_server`` at once with an ``OSError`` (as gRPC's bind does), and port 0 is known at once.
+Connections are bounded in number (uvicorn's ``limit_concurrency``) and in time (:class:`_HeadTimeoutH11`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar
 
 import uvicorn
 from prometheus_client import CollectorRegistry
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from rag_factory.serving.engine import EmbeddingEngine
 from sidecar.access import TokenAccess
@@ -26,6 +30,10 @@ logger = logging.getLogger(__name__)
 
 # How long start() waits for uvicorn to listen before it gives up.
 _START_TIMEOUT_S = 10.0
+# Open connections the server keeps per request it admits (concurrency.max_concurrent_rpcs), and at least:
+# room for clients' keep-alive pools and for bodies being read, while bounding sockets and body buffers.
+_CONNECTIONS_PER_REQUEST = 4
+_MIN_CONNECTIONS = 64
 
 
 def parse_address(address: str) -> tuple[str, int]:
@@ -56,6 +64,62 @@ def _bind(address: str) -> socket.socket:
     return sock
 
 
+class _HeadTimeoutH11(H11Protocol):
+    """uvicorn's h11 protocol, closing a connection whose next request head does not come in time.
+
+    uvicorn times out a keep-alive connection only while it is silent: one that connects and sends
+    nothing, or half a request line, holds its socket (and a place under ``limit_concurrency``) for ever.
+    Here the head of each request must arrive within ``head_timeout_s`` of the connection opening or of
+    the previous answer ending. (The body has its own timeout, in the app.)
+    """
+
+    head_timeout_s: ClassVar[float]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._waiting_after: object = None  # the request/response cycle the awaited head comes after
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._await_head()
+
+    def on_response_complete(self) -> None:
+        self._await_head()
+        super().on_response_complete()  # may read a pipelined head at once
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.cycle is not self._waiting_after:  # a new request's head was read: a new cycle runs it
+            self._stop_waiting()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_waiting()
+        super().connection_lost(exc)
+
+    def _await_head(self) -> None:
+        self._stop_waiting()
+        self._waiting_after = self.cycle
+        self._head_timer = self.loop.call_later(self.head_timeout_s, self._head_timed_out)
+
+    def _stop_waiting(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self.cycle is self._waiting_after and not self.transport.is_closing():
+            # No answer is possible without a request; closing is what servers do (nginx too).
+            logger.debug("closing a connection that sent no complete request in %g s", self.head_timeout_s)
+            self.transport.close()
+
+
+def _protocol(head_timeout_s: float) -> type[H11Protocol]:
+    """The h11 protocol class with ``head_timeout_s`` (uvicorn builds it from ``Config.http``, a class)."""
+    return type("HeadTimeoutH11", (_HeadTimeoutH11,), {"head_timeout_s": head_timeout_s})
+
+
 class HTTPServer:
     """uvicorn serving an ASGI app on a socket bound here, in a daemon thread.
 
@@ -78,8 +142,12 @@ class HTTPServer:
         executor: ThreadPoolExecutor,
     ) -> None:
         tls = bool(cert_file and key_file)
+        limits = app_api.limits
         self._config = uvicorn.Config(
             app_api.app(),
+            http=_protocol(limits.read_timeout_s),
+            limit_concurrency=limits.max_connections,
+            timeout_keep_alive=5,  # seconds an idle keep-alive connection stays open (uvicorn's default)
             lifespan="off",
             ws="none",
             log_config=None,  # the sidecar's logging stays as the process set it
@@ -158,6 +226,7 @@ def start_http(
         limits=HTTPLimits(
             max_body_bytes=settings.limits.max_message_bytes,
             max_in_flight=settings.concurrency.max_concurrent_rpcs,
+            max_connections=max(_MIN_CONNECTIONS, _CONNECTIONS_PER_REQUEST * settings.concurrency.max_concurrent_rpcs),
         ),
         server_version=server_version,
         ab_testing_enabled=settings.embedding.ab_testing.enabled,

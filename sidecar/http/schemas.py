@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rag_factory.arrays import VectorArray
+from rag_factory.errors import InvalidArgumentError
 from rag_factory.serving.engine import EmbedOutcome
 from rag_factory_contract.v1 import embedding_pb2
 from sidecar.http.errors import HTTPProblem
@@ -56,25 +57,52 @@ class EmbeddingsRequest(BaseModel):
         return "" if model in DEFAULT_MODEL_NAMES else model
 
 
-def parse_embeddings_request(body: bytes) -> EmbeddingsRequest:
-    """Read and validate a request body.
+_FIELDS = tuple(EmbeddingsRequest.model_fields)
+
+
+def parse_embeddings_request(body: bytes, *, max_texts: int) -> EmbeddingsRequest:
+    """Read and validate a request body (blocking: tens of milliseconds for a large body, so off the event loop).
+
+    What could make validation slow, or its errors many, is refused first with one error: more than
+    ``max_texts`` texts (pydantic would build one error per bad item, millions in a 16 MiB body) and
+    unknown fields (one error per key).
+
+    Args:
+        body: The request body.
+        max_texts: The most texts a request may hold (``limits.max_batch_texts``).
 
     Raises:
         HTTPProblem: 400 when the body is not JSON, not an object, or not the schema, naming the field.
+        InvalidArgumentError: More than ``max_texts`` texts, as gRPC words it.
     """
     try:
         data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HTTPProblem(400, "INVALID_JSON", f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:  # [[[[...: deeper than the parser's recursion limit
+        raise HTTPProblem(400, "INVALID_JSON", "the request body is not valid JSON: it nests too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
+        raise HTTPProblem(400, "INVALID_JSON", f"the request body is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise HTTPProblem(400, "INVALID_ARGUMENT", "the request body must be a JSON object")
-    _refuse_token_ids(data.get("input"))
+    unknown = [name for name in data if name not in _FIELDS]
+    if unknown:
+        # A misspelt field would otherwise be dropped without a word.
+        more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+        name = unknown[0][:100]
+        raise HTTPProblem(
+            400, "INVALID_ARGUMENT", f"{name}: unknown field; valid: {', '.join(_FIELDS)}{more}", param=name
+        )
+    texts = data.get("input")
+    if isinstance(texts, list) and len(texts) > max_texts:
+        raise InvalidArgumentError(f"{len(texts)} texts exceed the limit of {max_texts} per request; split the batch")
+    _refuse_token_ids(texts)
     try:
         return EmbeddingsRequest.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
+        # Bounded now (at most max_texts items and a few fields); built once, without the input it quotes.
+        error = exc.errors(include_url=False, include_context=False, include_input=False)[0]
         field = _field_name(error["loc"])
-        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        count = exc.error_count()
+        more = f" (and {count - 1} more)" if count > 1 else ""
         message = f"{field}: {_message(error)}{more}"
         raise HTTPProblem(400, "INVALID_ARGUMENT", message[:500], param=field.split("[")[0]) from None
 
@@ -100,8 +128,6 @@ def _field_name(loc: tuple[int | str, ...]) -> str:
 
 
 def _message(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return "unknown field; valid: input, model, encoding_format, dimensions, user, domain"
     if error["type"] == "missing":
         return "required"
     return str(error["msg"])
@@ -114,20 +140,22 @@ def embed_request(request: EmbeddingsRequest, *, request_id: str, allow_fallback
         HTTPProblem: 400 when a string holds a lone surrogate (JSON's ``"\\ud800"``), which is no text.
     """
     try:
-        return embedding_pb2.EmbedRequest(
+        message = embedding_pb2.EmbedRequest(
             texts=request.texts(),
             model=request.reference(),
             routing_key=request.user or "",
             domain=request.domain or "",
             request_id=request_id,
             allow_fallback=allow_fallback,
-            dimensions=request.dimensions or 0,
         )
     except UnicodeEncodeError:
         raise HTTPProblem(
             400, "INVALID_ARGUMENT",
             "a string holds a lone surrogate (an escape such as \\ud800 without its pair); send valid Unicode",
         ) from None  # fmt: skip
+    if request.dimensions is not None:  # optional in the contract: unset keeps every dimension
+        message.dimensions = request.dimensions
+    return message
 
 
 def render(body: Any) -> bytes:

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import grpc
 
-from rag_factory.serving.engine import Cancellation, EmbeddingEngine
+from rag_factory.errors import RagFactoryError
+from rag_factory.serving.engine import Cancellation, EmbedCall, EmbeddingEngine
 from rag_factory_contract.v1 import embedding_pb2, embedding_pb2_grpc
 from sidecar import convert
 from sidecar.errors import translate_all
@@ -20,9 +21,8 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
         self._engine = engine
 
     def Embed(self, request: embedding_pb2.EmbedRequest, context: grpc.ServicerContext) -> embedding_pb2.EmbedResponse:
-        outcome = self._engine.embed(
-            convert.embed_call(request, context.time_remaining()), cancellation=_cancelled_with(context)
-        )
+        call = _converted(self._engine, request, context.time_remaining())
+        outcome = self._engine.embed(call, cancellation=_cancelled_with(context))
         return convert.embed_response(outcome, request.encoding)
 
     def EmbedStream(
@@ -30,10 +30,19 @@ class EmbeddingServicer(embedding_pb2_grpc.EmbeddingServiceServicer):
     ) -> Iterator[embedding_pb2.EmbedStreamResponse]:
         cancellation = _cancelled_with(context)
         for item in request_iterator:
-            outcome = self._engine.embed(
-                convert.embed_call(item.request, context.time_remaining()), cancellation=cancellation
-            )
+            call = _converted(self._engine, item.request, context.time_remaining())
+            outcome = self._engine.embed(call, cancellation=cancellation)
             yield embedding_pb2.EmbedStreamResponse(response=convert.embed_response(outcome, item.request.encoding))
+
+
+def _converted(engine: EmbeddingEngine, request: embedding_pb2.EmbedRequest, timeout_s: float | None) -> EmbedCall:
+    """``convert.embed_call``; a request it refuses is counted by the engine, which never sees it."""
+    try:
+        return convert.embed_call(request, timeout_s)
+    except Exception as exc:
+        reason = exc.reason if isinstance(exc, RagFactoryError) else "INTERNAL"  # as sidecar/errors.py answers
+        engine.refused(reason, EmbedCall(texts=list(request.texts), model=request.model, request_id=request.request_id))
+        raise
 
 
 def _cancelled_with(context: grpc.ServicerContext) -> Cancellation:

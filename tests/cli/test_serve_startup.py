@@ -9,6 +9,8 @@ each); one case runs as a real process to pin the exit status and the whole of s
 from __future__ import annotations
 
 import json
+import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +21,8 @@ import pytest
 
 from rag_factory.cli import main
 from rag_factory.models.embedding import ModelRegistry
+from rag_factory.models.embedding.models import EmbeddingModelMetadata
+from sidecar.settings import load_settings
 from tests.conftest import register_minilm_onnx
 
 
@@ -45,11 +49,44 @@ def _config(tmp_path: Path, **settings: object) -> Path:
     return path
 
 
-def _tls_files(tmp_path: Path) -> tuple[str, str]:
+def _tls_files(
+    tmp_path: Path, key_pem: str = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+) -> tuple[str, str]:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
-    key.write_text("-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n")
+    key.write_text(key_pem)
     return str(cert), str(key)
+
+
+# Throwaway P-256 keys made with openssl for these tests (pass phrase "test"), in both encrypted forms: OpenSSL
+# would stop the start to ask for the pass phrase on the terminal.
+ENCRYPTED_PKCS8_KEY = """-----BEGIN ENCRYPTED PRIVATE KEY-----
+MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAifYeQgrbgTowICCAAw
+DAYIKoZIhvcNAgkFADAdBglghkgBZQMEAQIEEAEFxYSShmp1HG8wgrAYoowEgZBJ
+fBaUU9dHBX3DY++h0itp2ly4sH4h6oIjs9oEswsMt0foGAe9EFevAsw8C0mDbhJH
+UiGWYagxbj/uQmmyVpogQ3xs+p14Ju6+vh84f3h9aus1GmJDe0iXYbcXVTpE82uZ
+oX6z7D8DK0aPSn2ujv2FsCfXcWlmA79IOSTDb7688Stj9QA8kyfCZQGQYNcFOwk=
+-----END ENCRYPTED PRIVATE KEY-----
+"""
+ENCRYPTED_TRADITIONAL_KEY = """-----BEGIN EC PRIVATE KEY-----
+Proc-Type: 4,ENCRYPTED
+DEK-Info: AES-128-CBC,AC480CA90837252987E7260A6A7B2E9B
+
+jgew8ZgZw2/1LShZFm+l55teQtoy/5h5g80YJ2UsLMv9vav0tRT6s4/Z3ngBu2CV
+D5r/IbNJ+pFA9HMUVxhJAk5GlsNvbAmB0c3mTA/N9qBsHC+H859hxkCZm3yhk+9O
+c4Gw5EUxryzzW8cUZOvrtuuFBGujom2pfu49ZhRuiG4=
+-----END EC PRIVATE KEY-----
+"""
+
+
+def _encrypted_tls(tmp_path: Path, key_pem: str) -> dict[str, str]:
+    cert, key = _tls_files(tmp_path, key_pem)
+    return {"cert_file": cert, "key_file": key}
+
+
+# A path whose last name is longer than any file system allows: Path.exists() raises on it (ENAMETOOLONG),
+# as it does under a folder the user cannot search (which a test running as root cannot make).
+TOO_LONG = "x" * 300
 
 
 # Each case: (config and arguments for a tmp folder and a taken port, reason, words the line must hold).
@@ -135,6 +172,36 @@ CASES: list[tuple[str, Case, str, str]] = [
         lambda tmp, _: ["--config", str(_config(tmp, tls={"cert_file": _tls_files(tmp)[0], "key_file": str(tmp)}))],
         "INVALID_CONFIG",
         "cannot be read",
+    ),
+    (
+        "tls-key-encrypted-pkcs8",
+        lambda tmp, _: ["--config", str(_config(tmp, tls=_encrypted_tls(tmp, ENCRYPTED_PKCS8_KEY)))],
+        "INVALID_CONFIG",
+        "is encrypted with a pass phrase, which the server cannot be given; use an unencrypted key",
+    ),
+    (
+        "tls-key-encrypted-traditional",
+        lambda tmp, _: ["--config", str(_config(tmp, tls=_encrypted_tls(tmp, ENCRYPTED_TRADITIONAL_KEY)))],
+        "INVALID_CONFIG",
+        "is encrypted with a pass phrase",
+    ),
+    (
+        "tls-cert-path-cannot-be-looked-at",
+        lambda tmp, _: [
+            "--config",
+            str(_config(tmp, tls={"cert_file": str(tmp / TOO_LONG), "key_file": _tls_files(tmp)[1]})),
+        ],
+        "INVALID_CONFIG",
+        "cannot be read: [Errno 36] File name too long",
+    ),
+    (
+        "registry-path-cannot-be-looked-at",
+        lambda tmp, _: [
+            "--config",
+            str(_config(tmp, models={"embedding": {"registry_path": str(tmp / TOO_LONG / "registry")}})),
+        ],
+        "INVALID_CONFIG",
+        "models.embedding.registry_path",
     ),
     (
         "registry-path-is-a-file",
@@ -243,3 +310,85 @@ def test_the_process_exits_non_zero_with_only_the_error_line(tmp_path: Path) -> 
         "free port)"
     ]
     assert not (tmp_path / "model_registry").exists()  # refused before anything was created
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "setting"),
+    [
+        ("RAG_FACTORY_HTTP_ADDRESS", "[::1]:8080", "http_address"),
+        ("RAG_FACTORY_ADDRESS", "[::]:50051", "address"),
+        ("RAG_FACTORY_METRICS_ADDRESS", "[::1]", "metrics_address"),  # YAML reads this one as a list
+    ],
+    ids=["http-ipv6", "grpc-ipv6-any", "bracketed-host-only"],
+)
+def test_an_environment_value_that_is_not_yaml_is_read_as_text(variable: str, value: str, setting: str) -> None:
+    # Values are YAML scalars ("0.2", "true"), but an IPv6 address is not YAML: it used to raise ParserError.
+    assert getattr(load_settings(environ={variable: value}), setting) == value
+
+
+def test_a_bad_ipv6_address_in_the_environment_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAG_FACTORY_ADDRESS", "[::1]:notaport")
+
+    code = main(["serve", "--config", str(_config(tmp_path))])
+
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("error (INVALID_CONFIG): address '[::1]:notaport' is not HOST:PORT")
+
+
+def test_the_bundled_model_is_not_registered_into_a_registry_that_holds_other_models(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `RAG_FACTORY_REGISTRY_PATH=/prod/registry rag-factory serve`: registering minilm@1.0.0 there, and
+    # serving it to every client that names no model, would hand them another vector space unasked.
+    # The registration's files are never loaded here: any small directory stands for the model.
+    files = tmp_path / "legal-files"
+    files.mkdir()
+    (files / "model.onnx").write_bytes(b"an ONNX graph")
+    with ModelRegistry(tmp_path / "registry") as registry:
+        registry.register_model(
+            EmbeddingModelMetadata(
+                model_id="legal-1.0.0", model_name="legal", version="1.0.0", format="onnx", embedding_dim=768,
+                max_seq_length=512,
+            ),
+            artifact_path=files,
+        )  # fmt: skip
+
+    code = main(["serve", "--config", str(_config(tmp_path))])
+
+    out, err = capsys.readouterr()
+    assert code == 2 and "listening on" not in out
+    assert err.strip().splitlines() == [
+        f"error (MODEL_NOT_FOUND): the registry {str(tmp_path / 'registry')!r} holds models but not 'minilm', the "
+        "default of models.embedding.default_model_id, and the bundled model is registered only into a new or "
+        "empty registry: set models.embedding.default_model_id, or serve one with --model REF "
+        "(registered: legal@1.0.0)"
+    ]
+    with ModelRegistry(tmp_path / "registry") as registry:
+        assert [r.model_id for r in registry.list_records()] == ["legal-1.0.0"]
+
+
+def test_a_full_disk_while_registering_the_bundled_model_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A file-size limit makes writes past 2 MB fail (EFBIG), as a full disk makes them fail (ENOSPC):
+    # registering the bundled model copies 91 MB into the registry. SIGXFSZ would kill the process instead.
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, hard))
+    try:
+        code = main(["serve", "--config", str(_config(tmp_path))])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+
+    out, err = capsys.readouterr()
+    assert code == 2 and "listening on" not in out and "Traceback" not in err
+    registry = str(tmp_path / "registry")
+    assert err.strip().splitlines() == [
+        f"error (UNAVAILABLE): cannot use the registry at {registry!r}: [Errno 27] File too large"
+    ]
+    with ModelRegistry(registry) as opened:
+        assert opened.list_records() == []

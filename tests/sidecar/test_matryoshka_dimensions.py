@@ -50,12 +50,20 @@ def test_grpc_requests_get_the_re_normalised_prefix_of_the_full_vectors(channel:
 
 
 @pytest.mark.slow
-def test_grpc_refuses_more_dimensions_than_the_model_has_before_computing(channel: grpc.Channel) -> None:
+@pytest.mark.parametrize("dimensions", [0, 385])
+def test_grpc_refuses_zero_or_more_dimensions_than_the_model_has(channel: grpc.Channel, dimensions: int) -> None:
+    # The field is optional: 0 is a value the client set (refused, as over HTTP), not "unset".
     stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
     with pytest.raises(grpc.RpcError) as caught:
-        stub.Embed(embedding_pb2.EmbedRequest(texts=TEXTS, dimensions=385), timeout=30)
+        stub.Embed(embedding_pb2.EmbedRequest(texts=TEXTS, dimensions=dimensions), timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "dimensions 385 is out of range" in (caught.value.details() or "")
+    assert f"dimensions {dimensions} is out of range" in (caught.value.details() or "")
+
+
+@pytest.mark.slow
+def test_grpc_without_dimensions_gets_the_full_vectors(channel: grpc.Channel) -> None:
+    stub = embedding_pb2_grpc.EmbeddingServiceStub(channel)
+    assert stub.Embed(embedding_pb2.EmbedRequest(texts=TEXTS), timeout=30).dimension == 384
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ import http.client
 import json
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import pytest
 
 from rag_factory.models.monitoring import ServingMetrics
 from rag_factory_contract.v1 import embedding_pb2, embedding_pb2_grpc
-from sidecar.metrics_http import start_metrics_server
+from sidecar.metrics_http import MetricsServer, start_metrics_server
 from sidecar.server import build_server, build_services
 from sidecar.settings import SidecarSettings, load_settings
 from tests.conftest import RunningSidecar, start_sidecar
@@ -159,3 +160,103 @@ def test_a_metrics_server_on_port_0_picks_a_free_port_and_frees_it_on_close() ->
 def test_the_request_log_is_off_unless_the_setting_or_its_variable_turns_it_on() -> None:
     assert load_settings(environ={}).request_log is False
     assert load_settings(environ={"RAG_FACTORY_REQUEST_LOG": "true"}).request_log is True
+
+
+# -- bounded: silent connections, too many connections, headers it cannot use (raw sockets) -----------------
+
+
+@pytest.fixture
+def small_metrics_server() -> Iterator[MetricsServer]:
+    """A metrics port with short limits: connections silent for 0.5 s are closed; two are served at once."""
+    server = start_metrics_server("127.0.0.1:0", ServingMetrics(), idle_timeout_s=0.5, max_connections=2)
+    yield server
+    server.close()
+
+
+def _raw_exchange(port: int, request: bytes) -> bytes:
+    """Send ``request`` as it is and read until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _head_of(response: bytes) -> tuple[str, list[str]]:
+    """The status line and the header lines of a raw response."""
+    head = response.partition(b"\r\n\r\n")[0].decode("latin-1")
+    status, *headers = head.split("\r\n")
+    return status, headers
+
+
+def test_a_connection_that_sends_nothing_is_closed_after_the_idle_timeout(
+    small_metrics_server: MetricsServer,
+) -> None:
+    with socket.create_connection(("127.0.0.1", small_metrics_server.port), timeout=10) as silent:
+        started = time.monotonic()
+        assert silent.recv(1) == b""  # closed by the server; before, it waited for a request line for ever
+
+        assert time.monotonic() - started < 5
+
+
+def test_connections_beyond_the_cap_get_503_and_slots_come_back_when_connections_end(
+    small_metrics_server: MetricsServer,
+) -> None:
+    port = small_metrics_server.port
+    # Two silent connections hold both slots (accepted in order, so before the third).
+    held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as third:
+            refused = third.recv(4096)
+        assert refused.startswith(b"HTTP/1.0 503 ") and b"too many connections" in refused
+    finally:
+        for connection in held:
+            connection.close()
+    # The server notices the closed connections, and their threads give the slots back.
+    deadline = time.monotonic() + 5
+    while (status := _head_of(_raw_exchange(port, b"GET /metrics HTTP/1.0\r\n\r\n"))[0]) != "HTTP/1.0 200 OK":
+        assert time.monotonic() < deadline, status
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    "accept",
+    ["application/openmetrics-text; version=abc", "application/openmetrics-text; version=1.x.0"],
+    ids=["version-abc", "version-1.x.0"],
+)
+def test_an_accept_header_the_parser_fails_on_gets_the_text_format(
+    small_metrics_server: MetricsServer, accept: str
+) -> None:
+    # prometheus_client's choose_encoder raises TypeError on these; the connection used to drop.
+    response = _raw_exchange(small_metrics_server.port, f"GET /metrics HTTP/1.0\r\nAccept: {accept}\r\n\r\n".encode())
+
+    status, headers = _head_of(response)
+    assert status == "HTTP/1.0 200 OK"
+    assert "Content-Type: text/plain; version=0.0.4; charset=utf-8" in headers
+    assert b"rag_factory_build_info{" in response
+
+
+def test_a_folded_accept_header_is_not_echoed_into_the_response_headers(small_metrics_server: MetricsServer) -> None:
+    # An obsolete line fold keeps CR LF in the header's value; prometheus_client copies the version into
+    # Content-Type, which would then carry a header of the client's choosing (response splitting).
+    request = (
+        b"GET /metrics HTTP/1.0\r\nAccept: application/openmetrics-text; version=2.0.0\r\n X-Injected: yes\r\n\r\n"
+    )
+
+    status, headers = _head_of(_raw_exchange(small_metrics_server.port, request))
+
+    assert status == "HTTP/1.0 200 OK"
+    assert not any("X-Injected" in line for line in headers), headers
+    assert "Content-Type: text/plain; version=0.0.4; charset=utf-8" in headers
+
+
+def test_openmetrics_is_still_sent_when_asked_for_plainly(small_metrics_server: MetricsServer) -> None:
+    request = b"GET /metrics HTTP/1.0\r\nAccept: application/openmetrics-text; version=1.0.0\r\n\r\n"
+
+    response = _raw_exchange(small_metrics_server.port, request)
+
+    assert any(
+        line.startswith("Content-Type: application/openmetrics-text; version=1.0.0") for line in _head_of(response)[1]
+    )
+    assert response.endswith(b"# EOF\n")

@@ -31,9 +31,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from plugin.results import decode_vectors
 from rag_factory.cli import main
+from rag_factory.errors import InvalidArgumentError
 from rag_factory.jobs.fine_tune_job import register_base
 from rag_factory.models.embedding import ModelRegistry
 from rag_factory.models.embedding.hub import DEFAULT_BASE_MODEL, resolve_model_path
+from rag_factory.models.embedding.models import EmbeddingModelMetadata
 from rag_factory.models.training.registration import artifact_digest, ensure_base_registered
 from rag_factory_contract.v1 import embedding_pb2, embedding_pb2_grpc
 from sidecar.settings import SidecarSettings
@@ -263,3 +265,33 @@ def test_a_directory_that_is_not_a_model_is_one_line(
         .splitlines()[-1]
         .startswith(f"error (MODEL_LOAD_FAILED): {str(tmp_path / 'empty')!r} is not a sentence-transformers model")
     )
+
+
+def test_default_names_the_default_model_over_grpc_as_over_http(zero_config: Served) -> None:
+    # HTTP took "default" for the server's default model (OpenAI clients always send a model), while gRPC
+    # looked for a registry family called "default": one name, two meanings.
+    with grpc.insecure_channel(zero_config.address) as channel:
+        over_grpc = embedding_pb2_grpc.EmbeddingServiceStub(channel).Embed(
+            embedding_pb2.EmbedRequest(texts=[TEXT], model="default"), timeout=60
+        )
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{zero_config.http_port}/v1/embeddings",
+        data=json.dumps({"input": [TEXT], "model": "default"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        over_http = json.load(answer)
+
+    assert over_grpc.served_by.model_id == over_http["model"] == "minilm-1.0.0"
+
+
+@pytest.mark.parametrize("field", ["model_name", "model_id"])
+def test_no_model_may_be_registered_as_default(zero_config: Served, tmp_path: Path, field: str) -> None:
+    (tmp_path / "model.onnx").write_bytes(b"never loaded: refused before its files are read")
+    names = {"model_id": "legal-1.0.0", "model_name": "legal", field: "default"}
+    metadata = EmbeddingModelMetadata(**names, version="1.0.0", format="onnx", embedding_dim=384, max_seq_length=256)
+
+    with ModelRegistry(zero_config.registry_path) as registry:
+        with pytest.raises(InvalidArgumentError, match=f"{field} 'default' is reserved: requests use it to ask for"):
+            registry.register_model(metadata, artifact_path=tmp_path)
+        assert [r.model_id for r in registry.list_records()] == ["minilm-1.0.0"]

@@ -84,3 +84,15 @@ def test_the_command_line_refuses_a_bad_epoch_count_before_any_work(
     assert exited.value.code == 2  # argparse's usage error
     assert "--epochs: expected a positive integer" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_result_name_the_registry_would_refuse_is_refused_before_training(tmp_path: Path) -> None:
+    # "default" is reserved (requests use it for the server's default model); a name with a space is not
+    # a name at all. Both used to be found out only when registering, after the whole run.
+    from pydantic import ValidationError
+
+    from rag_factory.models.training.config import FineTuneConfig
+
+    for name, wording in (("default", "is reserved"), ("my model", "not allowed")):
+        with pytest.raises(ValidationError, match=wording):
+            FineTuneConfig(data=tmp_path, model_name=name)

@@ -5,6 +5,9 @@ Model ids, model names and aliases are what references are made of (``id``, ``na
 indexes. So they are short and plain: 1 to :data:`MAX_NAME_CHARS` characters of ASCII letters, digits
 and ``. _ - / +``, starting with a letter or digit. ``@`` separates a name from its version or alias,
 so it never occurs in one; ``+`` is there for semver build metadata in ids such as ``legal-1.0.0+gpu``.
+``default`` (:data:`DEFAULT_REFERENCE`) is no model's id or name: in a request, over HTTP and gRPC alike,
+it names the server's default model (OpenAI clients always send a model), so a model called that could
+never be asked for.
 
 Free text (descriptions, domains, tags, deprecation reasons) may be any language, but not control or
 invisible format characters (NUL, escapes, zero-width spaces, bidirectional overrides), which make two
@@ -25,6 +28,8 @@ MAX_LABEL_CHARS = 256  # domain, tags, created_by, fine_tuned_on, base_model
 MAX_TEXT_CHARS = 4000  # description, deprecation reason
 MAX_TAGS = 64
 NAME_CHARACTERS = "ASCII letters, digits and . _ - / +, starting with a letter or digit"
+# The reference a request sends for the server's default model, like an empty one.
+DEFAULT_REFERENCE = "default"
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/+-]*")
 # Unicode categories Cc (controls), Cf (invisible format characters: soft hyphen, zero-width and
@@ -55,7 +60,8 @@ def check_name(kind: str, value: str) -> str:
         value: The value to check.
 
     Raises:
-        InvalidArgumentError: It is empty, too long, or has a character outside the set.
+        InvalidArgumentError: It is empty, too long, has a character outside the set, or is a model id or
+            name ``default`` (an alias may be called that: ``name@default`` names no default).
     """
     if not isinstance(value, str) or not value:
         raise InvalidArgumentError(f"{kind} is empty; use 1 to {MAX_NAME_CHARS} {NAME_CHARACTERS}")
@@ -64,6 +70,12 @@ def check_name(kind: str, value: str) -> str:
     if _NAME.fullmatch(value) is None:
         raise InvalidArgumentError(
             f"{kind} {quoted(value)} has a character that is not allowed; use {NAME_CHARACTERS}", field=kind
+        )
+    if value == DEFAULT_REFERENCE and kind != "alias":
+        raise InvalidArgumentError(
+            f"{kind} {DEFAULT_REFERENCE!r} is reserved: requests use it to ask for the server's default model; "
+            "choose another name",
+            field=kind,
         )
     return value
 

@@ -15,7 +15,6 @@ from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
@@ -184,15 +183,3 @@ class ServingMetrics:
     def exposition(self) -> bytes:
         """The current metrics in Prometheus text format."""
         return generate_latest(self.registry)
-
-    def exposition_for(self, accept: str | None) -> tuple[bytes, str]:
-        """The current metrics in the format an HTTP ``Accept`` header asks for, with its content type.
-
-        Args:
-            accept: The scraper's ``Accept`` header (OpenMetrics when it asks; otherwise Prometheus text).
-
-        Returns:
-            The body and its ``Content-Type``.
-        """
-        encoder, content_type = choose_encoder(accept or "")
-        return encoder(self.registry), content_type

@@ -7,7 +7,9 @@ from typing import Annotated, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rag_factory.errors import RagFactoryError
 from rag_factory.models.embedding.hub import DEFAULT_BASE_MODEL
+from rag_factory.models.embedding.names import check_name
 from rag_factory.models.training.precision import Precision
 
 DataFormat = Literal["auto", "beir", "llamaindex", "query_log"]
@@ -203,6 +205,17 @@ class FineTuneConfig(BaseModel):
         default=None, description="Hyperparameter search on validation before the final run; None disables."
     )
     show_progress: bool = Field(default=False, description="tqdm bars for mining, training and evaluation.")
+
+    @field_validator("model_name")
+    @classmethod
+    def _name_can_be_registered(cls, name: str | None) -> str | None:
+        # Checked before training, not when registering the result minutes later ("default" is reserved).
+        if name is not None:
+            try:
+                check_name("model_name", name)
+            except RagFactoryError as exc:
+                raise ValueError(exc.message) from None
+        return name
 
     @field_validator("contrastive_directions")
     @classmethod

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from rag_factory.errors import (
+    AlreadyExistsError,
     DuplicateVersionError,
     InvalidArgumentError,
     ModelLoadError,
@@ -16,6 +17,7 @@ from rag_factory.models.embedding import artifacts
 from rag_factory.models.embedding.hub import DEFAULT_BASE_MODEL, resolve_model_path
 from rag_factory.models.embedding.model_files import declared_embedding_dim, model_max_seq_length, size_on_disk
 from rag_factory.models.embedding.models import EmbeddingModelMetadata
+from rag_factory.models.embedding.names import DEFAULT_REFERENCE
 from rag_factory.models.embedding.records import ModelRecord
 from rag_factory.models.embedding.registry import ModelRegistry
 from rag_factory.models.training.result import FineTuneResult, RunInputs
@@ -69,12 +71,35 @@ def _is_local(base: str) -> bool:
 
 
 def _base_name(registry: ModelRegistry, base: str, path: Path) -> str:
-    # The packaged name when it is free, else one derived from the hub id or directory: a user's own
-    # "minilm" family (say ONNX exports) does not get the PyTorch base as its next version.
+    """A free name for a new base: the packaged one, else one from the hub id or directory, else that plus a digest.
+
+    A base is never added as a version to an existing family: ``serve --model ./other/model`` must not
+    become ``model@1.1.0`` of someone's unrelated ``model``, which clients asking for ``model`` would then
+    get, with vectors of another space. When both plain names are taken, the name is ``<slug>-<first 8 hex
+    of the files' digest>``: the same files always get the same name, so a restart finds them again.
+
+    Raises:
+        AlreadyExistsError: That name is taken too (by other files, or by a deprecated registration of
+            these): the caller registers the model under a name of their choosing instead.
+    """
     stem = path.name if _is_local(base) else base.rstrip("/").split("/")[-1]
-    slug = re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-.") or "base"
+    slug = re.sub(r"[^a-z0-9._-]+", "-", stem.lower()).strip("-._") or "base"
+    slug = slug if slug != DEFAULT_REFERENCE else "default-model"  # "default" names the server's default model
+    # The id, "<name>-<digest>-1.0.0", must fit the 128 characters an id may have.
+    slug = slug[:100].rstrip("-._")
     candidates = [name for name in (BASE_NAMES.get(base.lower()), slug) if name]
-    return next((name for name in candidates if not registry.versions(name)), slug)
+    free = next((name for name in candidates if not registry.versions(name)), None)
+    if free is not None:
+        return free
+    digested = f"{slug}-{artifact_digest(path)[:8]}"
+    if registry.versions(digested):
+        raise AlreadyExistsError(
+            f"cannot register {base[:200]!r} as a base model: the names {', '.join(map(repr, candidates))} and "
+            f"{digested!r} are taken by other registrations; register it under a name of your own "
+            "(rag-factory registry register --name NAME ...) and serve that reference",
+            model=base[:200],
+        )
+    return digested
 
 
 def _embedding_dim(path: Path) -> int:
@@ -105,8 +130,9 @@ def ensure_base_registered(registry: ModelRegistry, base: str, *, created_by: st
     (see :func:`find_base_registration`), so restarting or training again never registers twice. A new
     registration is ``<name>@1.0.0`` (format sentence_transformers, ``base_model`` = ``base``, tag
     ``base``), with the ``production`` alias, so a bare ``<name>`` keeps naming it until a fine-tune
-    is promoted; the bundled default's name is ``minilm`` (:data:`BASE_NAMES`). When every candidate
-    name is taken by other models, it becomes the next minor version of the last, without an alias.
+    is promoted; the bundled default's name is ``minilm`` (:data:`BASE_NAMES`). A base never joins an
+    existing family: when the packaged name and the one from the hub id or directory are both taken, it
+    is ``<name>-<8 hex of its digest>@1.0.0`` (see :func:`_base_name`).
     Processes that register the same base at once are safe: the losers of the race take the winner's record.
 
     Args:
@@ -118,6 +144,7 @@ def ensure_base_registered(registry: ModelRegistry, base: str, *, created_by: st
         ModelNotFoundError: Not registered, and not a local path or packaged id either.
         HubModelNotAvailableError: A hub id with no local copy.
         ModelLoadError: The directory is not a sentence-transformers model.
+        AlreadyExistsError: Every name it could take is taken by other registrations.
         DuplicateVersionError: The name and version were taken at the same moment by other files.
     """
     try:
