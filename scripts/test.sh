@@ -15,7 +15,4 @@ echo "import contracts (pyproject.toml [tool.importlinter])"
 .venv/bin/lint-imports --no-logo --no-cache
 echo "mypy --strict"
 .venv/bin/mypy rag_factory sidecar plugin
-# Two workers (pytest-xdist), one test file per worker at a time (--dist loadfile keeps each module's
-# shared sidecar in one process): much of the suite waits on real processes and sockets, so the two
-# cores overlap that waiting. PYTEST_WORKERS=0 runs everything in this process.
-exec .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile --cov --cov-report=term "$@"
+exec .venv/bin/python -m pytest --cov --cov-report=term "$@"

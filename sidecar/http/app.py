@@ -38,7 +38,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rag_factory.errors import RagFactoryError, ResourceExhaustedError
+from rag_factory.errors import DeadlineExceededError, RagFactoryError, ResourceExhaustedError
 from rag_factory.models.embedding.records import ModelRecord
 from rag_factory.serving.engine import Cancellation, EmbedCall, EmbeddingEngine
 from sidecar import convert
@@ -155,7 +155,7 @@ class HTTPApi:
         try:
             timeout_s = timeout_from_header(headers.get("x-rag-factory-timeout-s"), self.limits.default_timeout_s)
             fallback = flag_from_header(headers.get("x-rag-factory-allow-fallback"), "x-rag-factory-allow-fallback")
-            body = await self._read_body(request, min(timeout_s, self.limits.read_timeout_s))
+            body = await self._read_body(request, timeout_s)
             # A place is taken once the body is here: clients that send slowly never keep others out.
             self._admit("embedding")
         except ClientDisconnect:
@@ -337,14 +337,17 @@ class HTTPApi:
             )
         self._in_flight += 1
 
-    async def _read_body(self, request: Request, timeout_s: float) -> bytes:
-        """The body, within ``timeout_s``; refused with 413 as soon as it is known to be over the limit.
+    async def _read_body(self, request: Request, deadline_s: float) -> bytes:
+        """The body, within the read timeout and the request's deadline; 413 as soon as it is over the limit.
 
         Raises:
-            HTTPProblem: 413 over the limit; 408 when it has not all arrived in time (both close the
-                connection: the rest of the body is not waited for).
+            HTTPProblem: 413 over the limit; 408 when it has not all arrived within the read timeout
+                (both close the connection: the rest of the body is not waited for).
+            DeadlineExceededError: The request's own deadline, shorter than the read timeout, passed
+                first (504, as gRPC answers a call whose deadline passes).
             ClientDisconnect: The client left before sending it all.
         """
+        timeout_s = min(deadline_s, self.limits.read_timeout_s)
         limit = self.limits.max_body_bytes
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -359,6 +362,11 @@ class HTTPApi:
                         raise _too_large(size, limit)
                     chunks.append(chunk)
         except TimeoutError:
+            if deadline_s < self.limits.read_timeout_s:
+                raise DeadlineExceededError(
+                    f"the request's deadline ({deadline_s:g} s) passed while its body was still arriving "
+                    f"({size:,} bytes came); nothing was computed"
+                ) from None
             raise HTTPProblem(
                 408, "REQUEST_TIMEOUT",
                 f"the request body did not arrive within {timeout_s:g} s ({size:,} bytes came); send the "

@@ -113,6 +113,17 @@ def test_clients_that_send_their_body_slowly_keep_no_one_out_and_get_408(strict:
         assert b"connection: close" in answer.lower()
 
 
+def test_a_deadline_shorter_than_the_read_timeout_that_passes_mid_body_answers_504(strict: HTTPServer) -> None:
+    # The client's own deadline ran out, not the server's patience: DEADLINE_EXCEEDED, as gRPC answers.
+    head = _post_head(100).replace(b"\r\n\r\n", b"\r\nx-rag-factory-timeout-s: 0.2\r\n\r\n")
+    connection = _connect(strict.port, head + b"{")
+    try:
+        answer = _until_closed(connection, READ_TIMEOUT_S + 5)
+    finally:
+        connection.close()
+    assert answer.startswith(b"HTTP/1.1 504 ") and b'"code":"DEADLINE_EXCEEDED"' in answer
+
+
 @pytest.mark.parametrize(
     "sent",
     [b"", b"POST /v1/embeddings HTTP/1.1\r\nHost: 127.0.0.1\r\n"],
