@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,10 @@ def test_demo_registers_three_models_and_reports_their_agreement(
     # Stage 4: the real sidecar served a LlamaIndex index built through the plugin.
     assert "every node stamped with model minilm-st-1.0.0; index pinned to minilm@1.0.0 (minilm-st-1.0.0)" in out
     assert out.count("served by minilm-st-1.0.0 v1.0.0") == 4
+    # The same sidecar answered the OpenAI-format HTTP API with the gRPC vector of the pinned model.
+    http_line = re.search(r"/v1/embeddings \(OpenAI format, model minilm@1\.0\.0\): served by minilm-st-1\.0\.0, "
+                          r"cosine to the gRPC vector (\S+)", out)  # fmt: skip
+    assert http_line is not None and float(http_line.group(1)) >= 0.9999
     # Stage 8: the alias moved under the index; its queries kept the old version until it was re-embedded.
     assert "minilm@staging now -> minilm-1.1.0" in out
     assert out.count("old index, query embedded by minilm-st-1.0.0 v1.0.0") == 3
