@@ -26,7 +26,9 @@ from urllib.parse import urlsplit
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from rag_factory.errors import InvalidConfigError
 from rag_factory.models.monitoring.prometheus import ServingMetrics
+from sidecar.startup import parse_address
 
 logger = logging.getLogger(__name__)
 
@@ -193,15 +195,13 @@ def start_metrics_server(
         OSError: The address is not ``HOST:PORT``, does not resolve, or cannot be bound (taken, not
             this machine's); the message names the address, for a one-line start-up error.
     """
-    host, _, port_text = address.rpartition(":")
-    host = host.strip("[]")
-    if not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise OSError(f"metrics_address {address[:100]!r} is not HOST:PORT (say 127.0.0.1:9090)")
     try:
-        family = socket.getaddrinfo(host, int(port_text), type=socket.SOCK_STREAM)[0][0]
-        server = _Server(
-            (host, int(port_text)), family, metrics, idle_timeout_s=idle_timeout_s, max_connections=max_connections
-        )
+        host, port = parse_address(address, "metrics_address")  # start-up's parser, one for every address
+    except InvalidConfigError as exc:
+        raise OSError(exc.message) from None
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        server = _Server((host, port), family, metrics, idle_timeout_s=idle_timeout_s, max_connections=max_connections)
     except OSError as exc:
         raise OSError(f"metrics_address {address} cannot be bound: {exc.strerror or exc}") from exc
     return MetricsServer(server, host)

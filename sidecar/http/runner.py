@@ -20,7 +20,9 @@ import uvicorn
 from prometheus_client import CollectorRegistry
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from rag_factory.errors import InvalidConfigError
 from rag_factory.serving.engine import EmbeddingEngine
+from sidecar import startup
 from sidecar.access import TokenAccess
 from sidecar.health import HealthService, ReadinessMonitor
 from sidecar.http.app import HTTPApi, HTTPLimits
@@ -37,15 +39,15 @@ _MIN_CONNECTIONS = 64
 
 
 def parse_address(address: str) -> tuple[str, int]:
-    """``("127.0.0.1", 8080)`` from ``"127.0.0.1:8080"`` (``"[::1]:8080"`` for IPv6).
+    """``("127.0.0.1", 8080)`` from ``"127.0.0.1:8080"`` (``"[::1]:8080"`` for IPv6): start-up's parser.
 
     Raises:
-        OSError: It is not HOST:PORT with a port from 0 to 65535.
+        OSError: It is not HOST:PORT with a port from 0 to 65535 (as a failed bind, for ``build_server``).
     """
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit() or int(port) > 65535:
-        raise OSError(f"http_address {address!r} is not HOST:PORT (such as 127.0.0.1:8080; port 0 picks a free one)")
-    return host.strip("[]"), int(port)
+    try:
+        return startup.parse_address(address, "http_address")
+    except InvalidConfigError as exc:
+        raise OSError(exc.message) from None
 
 
 def _bind(address: str) -> socket.socket:
